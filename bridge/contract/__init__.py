@@ -1,0 +1,1 @@
+"""The backend-independent contract: objects, messages, events, limits and the dispatcher."""
