@@ -99,7 +99,8 @@ class Dispatcher:
                     return True
                 if self._stop_requested:
                     return False
-                self._run_due_timers()
+                if self._run_due_timers():
+                    continue  # re-check stop/until before doing anything else
                 if items:
                     # Drain a bounded batch, then re-check stop/until/timers.
                     for _ in range(len(items)):
@@ -136,10 +137,11 @@ class Dispatcher:
                 wait = until_timer if wait is None else min(wait, until_timer)
         return wait
 
-    def _run_due_timers(self) -> None:
+    def _run_due_timers(self) -> int:
         timers = self._timers
         if not timers:
-            return
+            return 0
+        fired = 0
         now = time.monotonic()
         while timers and timers[0][0] <= now:
             with self._timer_lock:
@@ -147,10 +149,12 @@ class Dispatcher:
             if handle.cancelled:
                 continue
             handle.cancelled = True  # fired: cancelling it later is a no-op
+            fired += 1
             try:
                 handle.callback()
             except Exception:
                 log.exception("internal error in timer %r", handle)
+        return fired
 
 
 def _noop() -> None:

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import threading
+import time
+
+from bridge.contract.dispatcher import Coalescer, Dispatcher
+
+
+def test_posts_run_in_order_on_the_running_thread() -> None:
+    dispatcher = Dispatcher()
+    seen: list[tuple[int, int]] = []
+    for i in range(5):
+        dispatcher.post(lambda i=i: seen.append((i, threading.get_ident())))
+    assert dispatcher.run(timeout=1, until=lambda: len(seen) == 5)
+    assert [i for i, _ in seen] == list(range(5))
+    assert {t for _, t in seen} == {threading.get_ident()}
+
+
+def test_cross_thread_post_wakes_a_sleeping_dispatcher() -> None:
+    dispatcher = Dispatcher()
+    seen: list[int] = []
+    started = threading.Event()
+
+    def producer() -> None:
+        started.wait()
+        for i in range(1000):
+            dispatcher.post(seen.append, i)
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    dispatcher.post(started.set)
+    assert dispatcher.run(timeout=5, until=lambda: len(seen) == 1000)
+    thread.join()
+    assert seen == list(range(1000))
+
+
+def test_timers_fire_in_deadline_order_and_cancel() -> None:
+    dispatcher = Dispatcher()
+    fired: list[str] = []
+    dispatcher.call_later(0.05, lambda: fired.append("late"))
+    dispatcher.call_later(0.0, lambda: fired.append("soon"))
+    cancelled = dispatcher.call_later(0.01, lambda: fired.append("cancelled"))
+    dispatcher.cancel(cancelled)
+    assert dispatcher.run(timeout=2, until=lambda: len(fired) == 2)
+    assert fired == ["soon", "late"]
+
+
+def test_run_returns_false_on_timeout_and_stop_is_consumed() -> None:
+    dispatcher = Dispatcher()
+    start = time.monotonic()
+    assert dispatcher.run(timeout=0.05, until=lambda: False) is False
+    assert time.monotonic() - start >= 0.05
+    dispatcher.request_stop()
+    assert dispatcher.run(timeout=5) is False  # returns at once: stop was requested
+    assert dispatcher.run(timeout=0.01) is False  # the stop request was consumed
+
+
+def test_a_failing_item_does_not_stop_dispatching(caplog) -> None:
+    dispatcher = Dispatcher()
+    seen: list[int] = []
+    dispatcher.post(lambda: 1 / 0)
+    dispatcher.post(seen.append, 1)
+    assert dispatcher.run(timeout=1, until=lambda: seen == [1])
+    assert "internal error" in caplog.text
+
+
+def test_only_one_thread_dispatches() -> None:
+    dispatcher = Dispatcher()
+    errors: list[Exception] = []
+    entered = threading.Event()
+
+    def other() -> None:
+        entered.wait()
+        try:
+            dispatcher.run(timeout=0.01)
+        except RuntimeError as exc:
+            errors.append(exc)
+        dispatcher.request_stop()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    dispatcher.post(entered.set)
+    dispatcher.run(timeout=5)
+    thread.join()
+    assert len(errors) == 1 and "already dispatching" in str(errors[0])
+
+
+def test_coalescer_batches_a_burst_into_one_handoff() -> None:
+    dispatcher = Dispatcher()
+    batches: list[list[int]] = []
+    coalescer = Coalescer(dispatcher.post, batches.append)
+    for i in range(100):
+        coalescer.add(i)
+    assert dispatcher.run(timeout=1, until=lambda: sum(map(len, batches)) == 100)
+    assert batches == [list(range(100))]
+    coalescer.add(100)
+    assert dispatcher.run(timeout=1, until=lambda: len(batches) == 2)
+    assert batches[1] == [100]
