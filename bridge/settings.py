@@ -9,14 +9,24 @@ never appear in ``repr``, logs or error text.
 from __future__ import annotations
 
 import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
+    SecretsSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -26,7 +36,10 @@ CONFIG_ENV = "BRIDGE_CONFIG"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # hide_input_in_errors: a ValidationError that escapes describe_validation_error (e.g. from
+    # an assignment) must not print a secret it was given.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True,
+                              hide_input_in_errors=True)
 
 
 class LimitSettings(_Section):
@@ -141,6 +154,7 @@ class Settings(BaseSettings):
         extra="forbid",
         validate_default=True,
         validate_assignment=True,
+        hide_input_in_errors=True,
     )
 
     backend: str = Field("memory", description="memory (default), amqp, mqtt or iothub.")
@@ -164,6 +178,10 @@ class Settings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             raise ConfigError(describe_validation_error(exc, type(self))) from None
+        except SettingsError as exc:
+            # e.g. BRIDGE_MQTT='not json': pydantic-settings' own error names the field and the
+            # source but is not a ConfigError and would surface as a traceback.
+            raise ConfigError([_describe_settings_error(exc)]) from None
 
     @field_validator("backend")
     @classmethod
@@ -185,26 +203,41 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, dotenv_settings,
-                toml_source(settings_cls, init_settings))
+                toml_source(settings_cls, init_settings, dotenv_settings))
 
 
-def config_file_from(init_settings: PydanticBaseSettingsSource | None = None) -> Path | None:
-    """The TOML profile: ``config=`` given to `Settings`, else ``$BRIDGE_CONFIG``."""
+def config_file_from(init_settings: PydanticBaseSettingsSource | None = None,
+                     dotenv_settings: PydanticBaseSettingsSource | None = None) -> Path | None:
+    """The TOML profile: ``config=`` given to `Settings`, else ``$BRIDGE_CONFIG``, else
+    ``BRIDGE_CONFIG`` in ``.env`` (the same precedence as every other setting)."""
     given = None
     if init_settings is not None:
         given = getattr(init_settings, "init_kwargs", {}).get("config")
     given = given or os.environ.get(CONFIG_ENV)
+    if not given and dotenv_settings is not None:
+        # Without this, BRIDGE_CONFIG in .env would set the `config` field but read no file.
+        dotenv_vars = getattr(dotenv_settings, "env_vars", {})
+        given = dotenv_vars.get(CONFIG_ENV.lower()) or dotenv_vars.get(CONFIG_ENV)
     return Path(given) if given else None
 
 
 def toml_source(settings_cls: type[BaseSettings],
-                init_settings: PydanticBaseSettingsSource | None = None
+                init_settings: PydanticBaseSettingsSource | None = None,
+                dotenv_settings: PydanticBaseSettingsSource | None = None,
                 ) -> PydanticBaseSettingsSource:
-    path = config_file_from(init_settings)
+    path = config_file_from(init_settings, dotenv_settings)
     if path is not None and not path.is_file():
         raise ConfigError([f"config: TOML profile {str(path)!r} does not exist "
                            f"(named by {CONFIG_ENV} or config=)"])
-    return _NamedTomlSource(settings_cls, path)
+    try:
+        return _NamedTomlSource(settings_cls, path)
+    except tomllib.TOMLDecodeError as exc:
+        # The decoder's message gives line and column, never the offending text.
+        raise ConfigError([f"config: TOML profile {str(path)!r} is not valid TOML: {exc}"]
+                          ) from None
+    except OSError as exc:
+        raise ConfigError([f"config: TOML profile {str(path)!r} cannot be read: "
+                           f"{exc.strerror or exc}"]) from None
 
 
 class _NamedTomlSource(TomlConfigSettingsSource):
@@ -242,14 +275,16 @@ def describe_validation_error(exc: ValidationError, model: type[BaseModel]) -> l
         loc = tuple(str(part) for part in error["loc"])
         where = ".".join(loc) or "settings"
         message = error["msg"]
-        if error["type"] == "extra_forbidden":
+        unknown = error["type"] == "extra_forbidden"
+        if unknown:
             message = "unknown setting"
         is_secret = any(loc[: len(path)] == path for path in secrets)
         given = error.get("input")
-        if is_secret or isinstance(given, dict | list):
+        # An unknown key is often a misspelt secret ("pasword"): never echo its value.
+        if is_secret or unknown or isinstance(given, dict | list):
             lines.append(f"{where}: {message}")
         else:
-            shown = repr(given)
+            shown = repr(mask_url_password(given) if isinstance(given, str) else given)
             if len(shown) > 80:
                 shown = shown[:77] + "..."
             lines.append(f"{where}: {message} (given {shown})")
