@@ -81,7 +81,13 @@ class Runtime:
 
     def backend_factory(self) -> BackendFactory:
         if self._backend_factory is None:
-            self._backend_factory = load_backend(self.settings.backend)
+            if self.settings.routes:
+                # per-address routes: the router composes the named backends per link
+                from bridge.backends.routed import create as create_router
+
+                self._backend_factory = create_router
+            else:
+                self._backend_factory = load_backend(self.settings.backend)
         return self._backend_factory
 
     @staticmethod
