@@ -8,6 +8,7 @@ from bridge.contract.message import Message
 from bridge.contract.objects import Connection, ConnectionCore, EventCallback, _check_callback
 from bridge.contract.runtime import Runtime
 from bridge.errors import FeatureDisabledError
+from bridge.settings import Settings
 
 
 class Amqp:
@@ -29,6 +30,9 @@ class Amqp:
         Which broker is really reached is decided by the settings of the selected backend; *url*
         is the logical endpoint the legacy code names (its userinfo may carry credentials).
         """
+        return self._open(url, callback, None)
+
+    def _open(self, url: str, callback: EventCallback, settings: Settings | None) -> Connection:
         self._gate("openconnection")
         if not isinstance(url, str):
             raise TypeError(f"url must be str, got {type(url).__name__}")
@@ -39,7 +43,7 @@ class Amqp:
         with rt.lock:
             rt.limits.take("connection", "openconnection")
             try:
-                core = ConnectionCore(rt, url, callback)
+                core = ConnectionCore(rt, url, callback, settings)
             except BaseException:
                 rt.limits.give_back("connection")
                 raise

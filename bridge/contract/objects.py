@@ -24,7 +24,7 @@ import logging
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge import events as ev
 from bridge.backends.base import Backend, BackendContext, Outcome
@@ -32,6 +32,9 @@ from bridge.contract.dispatcher import Coalescer
 from bridge.contract.message import Message
 from bridge.contract.runtime import Runtime
 from bridge.errors import ClosedError
+
+if TYPE_CHECKING:
+    from bridge.settings import Settings
 
 log = logging.getLogger("bridge.contract")
 
@@ -187,13 +190,16 @@ class ConnectionCore(_Node):
 
     __slots__ = ("_settled", "backend", "url")
 
-    def __init__(self, rt: Runtime, url: str, callback: EventCallback) -> None:
+    def __init__(self, rt: Runtime, url: str, callback: EventCallback,
+                 settings: Settings | None = None) -> None:
         super().__init__(rt, "connection", callback, None, f"Connection({url!r})")
         self.url = url
         self._settled = Coalescer(rt.post, self._handle_settled)
-        context = BackendContext(settings=rt.settings, url=url, events=self,
+        # *settings* lets a service (the relay) run connections of one agent on other backends
+        context = BackendContext(settings=settings or rt.settings, url=url, events=self,
                                  agent_id=rt.agent_id, connection_index=self.id)
-        self.backend: Backend = rt.backend_factory()(context)
+        factory = rt.backend_factory() if settings is None else rt.backend_factory_for(settings)
+        self.backend: Backend = factory(context)
 
     def _request_open(self) -> None:
         self.requested = True

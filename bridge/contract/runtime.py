@@ -91,6 +91,15 @@ class Runtime:
         return self._backend_factory
 
     @staticmethod
+    def backend_factory_for(settings: Settings) -> BackendFactory:
+        """The factory for a connection that runs on *settings* instead of the agent's."""
+        if settings.routes:
+            from bridge.backends.routed import create as create_router
+
+            return create_router
+        return load_backend(settings.backend)
+
+    @staticmethod
     def call_user(fn: Callable[..., Any], *args: Any) -> None:
         """Run a user callback; an exception is logged with its traceback and swallowed."""
         try:

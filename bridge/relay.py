@@ -1,0 +1,381 @@
+"""`bridge relay`: forward messages between two brokers (AMQP 1.0 <-> MQTT), at least once.
+
+The relay is itself an agent on the contract: for each rule it opens a receiver on the source
+backend and a sender on the target backend. A source delivery is settled (accepted) only after
+the target confirmed the forwarded transfer (AMQP *accepted* / MQTT PUBACK), so a crash or a lost
+target never loses a message; it can duplicate one (counted as ``resent``).
+
+- Bounded in-flight window per rule; the source's own credit bounds what is held beyond it.
+- A lost connection is reopened with exponential backoff; transfers that were in flight to a lost
+  target are resent once it is back.
+- `Relay.drain` (SIGTERM): stop forwarding new messages, release what was not forwarded, wait for
+  in-flight confirmations, then close — nothing in flight is lost.
+- Prometheus metrics on an optional HTTP port; a status line a person can read.
+
+Scaling out: run several relays with the same rules. AMQP sources are competing consumers of a
+queue; MQTT sources should use a shared subscription (``mqtt.shared_group``) so each message
+goes to one relay.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from bridge.agent import Agent
+from bridge.contract.objects import Delivery, Transfer
+from bridge.routing import target_settings
+from bridge.settings import RelayRule, Settings
+
+log = logging.getLogger("bridge.relay")
+
+OPEN, DOWN, CONNECTING = "open", "down", "connecting"
+
+
+@dataclass
+class RuleStats:
+    forwarded: int = 0
+    failed: int = 0
+    resent: int = 0
+    released: int = 0
+    lag_ms_total: float = 0.0
+    lag_ms_max: float = 0.0
+    last_lag_ms: float = 0.0
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+
+
+def parse_endpoint(text: str) -> tuple[str, str]:
+    """``"amqp:/queue/x"`` -> ``("amqp", "/queue/x")``."""
+    backend, sep, path = text.partition(":")
+    if not sep or not backend or not path:
+        raise ValueError(f"relay endpoint {text!r} must look like BACKEND:PATH, "
+                         f"e.g. amqp:/queue/telemetry or mqtt:/devices/d1/messages/events")
+    return backend, path
+
+
+class _Side:
+    """One connection (per backend name) and its session, reopened when lost."""
+
+    def __init__(self, relay: Relay, backend: str) -> None:
+        self.relay = relay
+        self.backend = backend
+        self.settings = target_settings(relay.settings, backend, {})
+        self.state = DOWN
+        self.connection: Any = None
+        self.session: Any = None
+        self.delay = relay.settings.relay.reconnect_min_delay
+        self.forwarders: list[_Forwarder] = []
+        self.last_error: str | None = None
+
+    def open(self) -> None:
+        self.state = CONNECTING
+        self.connection = self.relay.agent.amqp._open(self.relay.settings.relay.url, self._event,
+                                                     self.settings)
+
+    def _event(self, event: str, detail: str | None) -> None:
+        if event == "CONNECTION_OPEN":
+            self.session = self.connection.opensession(self._event)
+        elif event == "SESSION_OPEN":
+            self.state = OPEN
+            self.delay = self.relay.settings.relay.reconnect_min_delay
+            log.info("relay: %s connected", self.backend)
+            for forwarder in self.forwarders:
+                forwarder.side_up(self)
+        elif event in ("CONNECTION_ERROR", "CONNECTION_CLOSED", "SESSION_ERROR",
+                       "SESSION_CLOSED"):
+            self._lost(detail or event)
+
+    def _lost(self, detail: str) -> None:
+        if self.state == DOWN:
+            return
+        self.state = DOWN
+        self.last_error = detail
+        if self.connection is not None:
+            self.connection.close()
+        self.connection = self.session = None
+        for forwarder in self.forwarders:
+            forwarder.side_down(self)
+        if self.relay.draining:
+            return
+        log.warning("relay: %s connection lost (%s); reconnecting in %.1fs", self.backend,
+                    detail, self.delay)
+        self.relay.agent.imp.wakeup(self.delay, self._reconnect)
+        self.delay = min(self.delay * 2, self.relay.settings.relay.reconnect_max_delay)
+
+    def _reconnect(self) -> None:
+        if self.state == DOWN and not self.relay.draining:
+            self.open()
+
+
+class _Forwarder:
+    """One rule: a receiver on the source side, a sender on the target side."""
+
+    def __init__(self, relay: Relay, rule: RelayRule, source: _Side, target: _Side) -> None:
+        self.relay = relay
+        self.rule = rule
+        self.name = f"{rule.source} -> {rule.target}"
+        self.source_side = source
+        self.target_side = target
+        self.source_path = parse_endpoint(rule.source)[1]
+        self.target_path = parse_endpoint(rule.target)[1]
+        self.window = rule.window or relay.settings.relay.window
+        self.receiver: Any = None
+        self.sender: Any = None
+        self.pending: deque[tuple[Delivery, float]] = deque()
+        self.inflight: dict[Transfer, tuple[Delivery, float]] = {}
+        self.stats = RuleStats()
+
+    # -- links ------------------------------------------------------------------------------
+    def side_up(self, side: _Side) -> None:
+        if side is self.source_side and self.receiver is None:
+            self.receiver = side.session.openreceiver(self.source_path, self._receiver_event,
+                                                      self._deliveries)
+        if side is self.target_side and self.sender is None:
+            self.sender = side.session.opensender(self.target_path, self._sender_event)
+
+    def side_down(self, side: _Side) -> None:
+        if side is self.target_side:
+            self.sender = None
+            self._requeue_inflight()
+        if side is self.source_side:
+            # Their settlement is impossible now: the source broker redelivers them.
+            self.receiver = None
+            self.pending.clear()
+            self.inflight.clear()
+
+    def _receiver_event(self, event: str, detail: str | None) -> None:
+        if event == "RECEIVER_ERROR":
+            log.error("relay %s: source refused: %s", self.name, detail)
+            self.receiver = None
+            self.source_side._lost(f"receiver {self.source_path}: {detail}")
+
+    def _sender_event(self, event: str, detail: str | None) -> None:
+        if event == "SENDER_OPEN":
+            self._pump()
+        elif event == "SENDER_ERROR":
+            failed = [t for t in self.inflight if t.state == Transfer.FAILED]
+            if failed:  # a transfer the target did not accept: the source may redeliver it
+                for transfer in failed:
+                    delivery, _ = self.inflight.pop(transfer)
+                    delivery.release()
+                    self.stats.failed += 1
+                    self.stats.released += 1
+                log.warning("relay %s: target refused %d message(s): %s", self.name,
+                            len(failed), detail)
+                self._pump()
+                return
+            log.error("relay %s: target sender failed: %s", self.name, detail)
+            self.sender = None
+            self._requeue_inflight()
+            self.target_side._lost(f"sender {self.target_path}: {detail}")
+        elif event == "SENDER_CLOSED":
+            self.sender = None
+            self._requeue_inflight()
+
+    def _requeue_inflight(self) -> None:
+        """Transfers to a lost target may or may not have arrived: send them again later."""
+        if self.inflight:
+            self.stats.resent += len(self.inflight)
+            self.pending.extendleft(reversed(list(self.inflight.values())))
+            self.inflight.clear()
+
+    # -- forwarding -------------------------------------------------------------------------
+    def _deliveries(self, deliveries: list[Delivery]) -> None:
+        now = time.monotonic()
+        if self.relay.draining:
+            for delivery in deliveries:
+                delivery.release()
+                self.stats.released += 1
+            return
+        self.pending.extend((delivery, now) for delivery in deliveries)
+        self._pump()
+
+    def _pump(self) -> None:
+        sender = self.sender
+        if sender is None or not sender.isopen():
+            return
+        while self.pending and len(self.inflight) < self.window:
+            delivery, arrived = self.pending.popleft()
+            transfer = sender.createtransfer(delivery.message())
+            self.inflight[transfer] = (delivery, arrived)
+            transfer.sendasync(lambda t=transfer: self._confirmed(t))
+
+    def _confirmed(self, transfer: Transfer) -> None:
+        entry = self.inflight.pop(transfer, None)
+        if entry is None:
+            return  # requeued after a target loss and resent since: a duplicate
+        delivery, arrived = entry
+        delivery.accept()
+        lag = (time.monotonic() - arrived) * 1000
+        stats = self.stats
+        stats.forwarded += 1
+        stats.lag_ms_total += lag
+        stats.last_lag_ms = lag
+        stats.lag_ms_max = max(stats.lag_ms_max, lag)
+        stats.recent.append(time.monotonic())
+        self._pump()
+
+    def release_pending(self) -> None:
+        while self.pending:
+            delivery, _ = self.pending.popleft()
+            delivery.release()
+            self.stats.released += 1
+
+    def rate(self) -> float:
+        recent = self.stats.recent
+        if len(recent) < 2:
+            return 0.0
+        span = time.monotonic() - recent[0]
+        return len(recent) / span if span > 0 else 0.0
+
+
+class Relay:
+    """The relay service. `run` blocks; `drain` (from any thread) ends it cleanly."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.relay.rules:
+            raise ValueError("relay.rules is empty: nothing to forward")
+        self.settings = settings
+        self.agent = Agent(settings)
+        self.draining = False
+        self.sides: dict[str, _Side] = {}
+        self.forwarders: list[_Forwarder] = []
+        for rule in settings.relay.rules:
+            source = self._side(parse_endpoint(rule.source)[0])
+            target = self._side(parse_endpoint(rule.target)[0])
+            forwarder = _Forwarder(self, rule, source, target)
+            source.forwarders.append(forwarder)
+            if target is not source:
+                target.forwarders.append(forwarder)
+            self.forwarders.append(forwarder)
+        self._metrics: ThreadingHTTPServer | None = None
+        self._drain_requested = threading.Event()
+        self._started = time.monotonic()
+
+    def _side(self, backend: str) -> _Side:
+        side = self.sides.get(backend)
+        if side is None:
+            side = self.sides[backend] = _Side(self, backend)
+        return side
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Open every connection (call on the thread that will run the relay)."""
+        for side in self.sides.values():
+            side.open()
+        port = self.settings.relay.metrics_port
+        if port is not None:
+            self._metrics = _serve_metrics(self, self.settings.relay.metrics_host, port)
+        if self.settings.relay.status_interval > 0:
+            self.agent.imp.wakeup(self.settings.relay.status_interval, self._status)
+
+    def run(self, timeout: float | None = None) -> None:
+        """Forward until `drain` is requested (or *timeout*), then drain and close."""
+        self.start()
+        self.agent.run_until(self._drain_requested.is_set, timeout)
+        self._drain()
+
+    def drain(self) -> None:
+        """Ask a running relay to stop (thread- and signal-safe)."""
+        self._drain_requested.set()
+        self.agent.call_soon(lambda: None)  # wake the dispatcher
+
+    def _drain(self) -> None:
+        self.draining = True
+        for forwarder in self.forwarders:
+            forwarder.release_pending()
+        timeout = self.settings.relay.drain_timeout
+        drained = self.agent.run_until(
+            lambda: all(not f.inflight for f in self.forwarders), timeout)
+        if not drained:
+            left = sum(len(f.inflight) for f in self.forwarders)
+            log.warning("relay: %d message(s) still unconfirmed after %.0fs; they stay "
+                        "unsettled at the source and will be redelivered", left, timeout)
+        log.info("relay: %s", self.status_line())
+        if self._metrics is not None:
+            self._metrics.shutdown()
+            self._metrics.server_close()
+        self.agent.close()
+
+    # -- observability ----------------------------------------------------------------------
+    def in_flight(self) -> int:
+        return sum(len(f.inflight) for f in self.forwarders)
+
+    def status_line(self) -> str:
+        parts = []
+        for f in self.forwarders:
+            s = f.stats
+            parts.append(f"{f.name}: forwarded {s.forwarded} ({f.rate():.0f}/s), in flight "
+                         f"{len(f.inflight)}, waiting {len(f.pending)}, failed {s.failed}, "
+                         f"resent {s.resent}")
+        sides = ", ".join(f"{name} {side.state}" for name, side in self.sides.items())
+        return "; ".join(parts) + f" | {sides}"
+
+    def _status(self) -> None:
+        log.info("relay: %s", self.status_line())
+        if not self.draining:
+            self.agent.imp.wakeup(self.settings.relay.status_interval, self._status)
+
+    def metrics_text(self) -> str:
+        """Prometheus text exposition of the relay's counters."""
+        lines = [
+            "# HELP bridge_relay_forwarded_total Messages forwarded and confirmed by the target.",
+            "# TYPE bridge_relay_forwarded_total counter",
+        ]
+        for f in self.forwarders:
+            lines.append(f'bridge_relay_forwarded_total{{rule="{f.name}"}} {f.stats.forwarded}')
+        lines += ["# HELP bridge_relay_failed_total Messages the target refused.",
+                  "# TYPE bridge_relay_failed_total counter"]
+        for f in self.forwarders:
+            lines.append(f'bridge_relay_failed_total{{rule="{f.name}"}} {f.stats.failed}')
+        lines += ["# HELP bridge_relay_resent_total Messages resent after a target loss.",
+                  "# TYPE bridge_relay_resent_total counter"]
+        for f in self.forwarders:
+            lines.append(f'bridge_relay_resent_total{{rule="{f.name}"}} {f.stats.resent}')
+        lines += ["# HELP bridge_relay_in_flight Messages sent and not yet confirmed.",
+                  "# TYPE bridge_relay_in_flight gauge"]
+        for f in self.forwarders:
+            lines.append(f'bridge_relay_in_flight{{rule="{f.name}"}} {len(f.inflight)}')
+        lines += ["# HELP bridge_relay_waiting Messages received and not yet forwarded.",
+                  "# TYPE bridge_relay_waiting gauge"]
+        for f in self.forwarders:
+            lines.append(f'bridge_relay_waiting{{rule="{f.name}"}} {len(f.pending)}')
+        lines += ["# HELP bridge_relay_lag_seconds Source arrival to target confirmation, last.",
+                  "# TYPE bridge_relay_lag_seconds gauge"]
+        for f in self.forwarders:
+            lines.append(f'bridge_relay_lag_seconds{{rule="{f.name}"}} '
+                         f'{f.stats.last_lag_ms / 1000:.6f}')
+        lines += ["# HELP bridge_relay_connection_up 1 when the side's connection is open.",
+                  "# TYPE bridge_relay_connection_up gauge"]
+        for name, side in self.sides.items():
+            lines.append(f'bridge_relay_connection_up{{backend="{name}"}} '
+                         f'{1 if side.state == OPEN else 0}')
+        return "\n".join(lines) + "\n"
+
+
+def _serve_metrics(relay: Relay, host: str, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.rstrip("/") not in ("/metrics", ""):
+                self.send_error(404)
+                return
+            body = relay.metrics_text().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("metrics: " + format, *args)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="bridge-relay-metrics",
+                     daemon=True).start()
+    log.info("relay: metrics on http://%s:%d/metrics", host, server.server_address[1])
+    return server
