@@ -11,20 +11,22 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
-    DotEnvSettingsSource,
-    EnvSettingsSource,
-    InitSettingsSource,
     PydanticBaseSettingsSource,
-    SecretsSettingsSource,
     SettingsConfigDict,
     SettingsError,
     TomlConfigSettingsSource,
@@ -57,6 +59,74 @@ class RoutingSettings(_Section):
                            "each event is delivered once).")
 
 
+class RouteRule(_Section):
+    """Send the links whose path matches to another backend (staged migration)."""
+
+    match: str = Field(min_length=1, description="AMQP path pattern: {name} matches one level, "
+                                                 "* matches the rest, e.g. /devices/{id}/*")
+    backend: str = Field(min_length=1, description="Backend for matching links.")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="Overrides of that backend's section, e.g. "
+                                                "{url = \"mqtt://broker:1883\"}.")
+    shadow: str | None = Field(None, description="Also send every transfer (and receive) on "
+                                                 "this backend, compare, never affect the "
+                                                 "primary path.")
+    shadow_options: dict[str, Any] = Field(default_factory=dict,
+                                           description="Overrides of the shadow backend's "
+                                                       "section.")
+
+
+class ShadowSettings(_Section):
+    report_file: Path | None = Field(None, description="Where the divergence report is written "
+                                                       "(JSON) for `bridge shadow-report`.")
+    report_interval: float = Field(5.0, gt=0, description="Seconds between report writes.")
+
+
+class RelayRule(_Section):
+    """Forward everything arriving on *source* to *target* (each ``BACKEND:PATH``)."""
+
+    source: str = Field(pattern=r"^[A-Za-z0-9_-]+:.+", description="Where messages come from, "
+                        "e.g. amqp:/queue/telemetry.")
+    target: str = Field(pattern=r"^[A-Za-z0-9_-]+:.+", description="Where they go, e.g. "
+                        "mqtt:/devices/d1/messages/events.")
+    window: int = Field(0, ge=0, description="In-flight window of this rule (0: relay.window).")
+
+
+class RelaySettings(_Section):
+    """`bridge relay`: forwarding between brokers, at least once."""
+
+    rules: list[RelayRule] = Field(default_factory=list, description="What to forward.")
+    url: str = Field("amqp://relay.local", description="Logical URL the relay's connections "
+                     "open (the backends' own url settings decide the broker reached).")
+    window: int = Field(100, ge=1, description="Messages in flight per rule, unconfirmed.")
+    drain_timeout: float = Field(30.0, ge=0, description="On SIGTERM, seconds to wait for "
+                                 "in-flight messages to be confirmed.")
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="Serve Prometheus "
+                                     "metrics on this port (0: any free port).")
+    metrics_host: str = Field("127.0.0.1", description="Address the metrics server binds.")
+    status_interval: float = Field(10.0, ge=0, description="Seconds between status lines "
+                                   "(0: none).")
+    reconnect_min_delay: float = Field(0.5, gt=0, description="First delay (s) before "
+                                       "reopening a lost connection; doubles per failure.")
+    reconnect_max_delay: float = Field(10.0, gt=0, description="Longest delay (s) between "
+                                       "reconnection attempts.")
+
+
+class OutboxSettings(_Section):
+    """The durable outbox (off unless ``path`` is set): sends survive outages and restarts."""
+
+    path: Path | None = Field(None, description="SQLite file holding unconfirmed sends; set "
+                              "it to turn the outbox on.")
+    max_messages: int = Field(100_000, ge=1, description="Messages the outbox holds; a send "
+                              "beyond it fails with SENDER_ERROR (nothing stored is dropped).")
+    max_bytes: int = Field(256 * 1024 * 1024, ge=1, description="Bytes the outbox holds "
+                           "(bodies and properties); same overflow policy.")
+    window: int = Field(1000, ge=1, description="Unconfirmed transfers per sender handed to the "
+                        "backend at once; the rest wait in the outbox.")
+    tag_property: str | None = Field(None, description="If set, each message gets a unique id "
+                                     "in this property so consumers can count duplicates.")
+
+
 class MemorySettings(_Section):
     """The in-process broker."""
 
@@ -85,62 +155,187 @@ class TopicRule(_Section):
 
 
 class MQTTSettings(_Section):
-    """The MQTT backend (paho-mqtt 2.x)."""
+    """The MQTT backend (paho-mqtt 2.x). See docs/semantics.md for how AMQP maps onto MQTT."""
 
     url: str = Field("mqtt://127.0.0.1:1883",
-                     description="Broker actually reached: mqtt://, mqtts://, ws:// or wss://.")
-    client_id: str | None = Field(None, description="MQTT client id; default derived from the "
-                                                    "agent id and connection number (stable).")
-    username: str | None = None
-    password: SecretStr | None = None
+                     description="Broker actually reached: mqtt://, mqtts://, ws:// or wss:// "
+                                 "(host, port; a ws path such as ws://host:8080/mqtt). The URL "
+                                 "given to amqp.openconnection is only the logical endpoint.")
+    client_id: str | None = Field(None, description="MQTT client id; may use {agent_id} and "
+                                                    "{connection}. Default: <agent_id>-<connection "
+                                                    "number>, stable per agent.")
+    username: str | None = Field(None, description="MQTT user name; default: the userinfo of "
+                                                   "mqtt.url, else of the openconnection URL.")
+    password: SecretStr | None = Field(None, description="MQTT password (never logged).")
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version.")
     keepalive: int = Field(60, ge=1, le=65535, description="Keep-alive interval in seconds.")
-    qos: Literal[0, 1] = Field(1, description="QoS for publishes and subscriptions.")
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    verify: bool = Field(True, description="Verify the broker's TLS certificate.")
-    insecure: bool = Field(False, description="Skip host-name checking (explicit opt-in).")
-    clean_start: bool = Field(True, description="Start a clean MQTT session.")
-    session_expiry: int = Field(0, ge=0, description="MQTT 5 session expiry interval (s).")
+    qos: Literal[0, 1] = Field(1, description="QoS for publishes and subscriptions: 1 = "
+                                              "sendasync confirms on PUBACK, 0 = on write.")
+    ca_file: Path | None = Field(None, description="CA bundle that signs the broker's "
+                                                   "certificate (default: the system's).")
+    cert_file: Path | None = Field(None, description="Client certificate (PEM) for TLS client "
+                                                     "authentication.")
+    key_file: Path | None = Field(None, description="Private key of cert_file (PEM).")
+    verify: bool = Field(True, description="Verify the broker's TLS certificate chain; false "
+                                           "also needs insecure = true.")
+    insecure: bool = Field(False, validate_default=True,
+                           description="Explicit opt-in to weaker TLS: skip the host-name check "
+                                       "(and allows verify = false).")
+    clean_start: bool = Field(True, description="Start a clean MQTT session (3.1.1: clean "
+                                                "session). false + session_expiry keeps "
+                                                "subscriptions and queued messages across "
+                                                "reconnects.")
+    session_expiry: int = Field(0, ge=0, le=4294967295,
+                                description="MQTT 5 session expiry interval (s) after a "
+                                            "disconnect.")
     reconnect: Literal["off", "auto"] = Field(
         "off", description="off: connection loss ends the connection (CONNECTION_ERROR, children "
-                           "closed) as AMQP did; auto: reconnect and keep objects open.")
-    reconnect_min_delay: float = Field(0.5, gt=0)
-    reconnect_max_delay: float = Field(30.0, gt=0)
+                           "closed) as AMQP did; auto: reconnect with backoff, resubscribe, "
+                           "resend unacknowledged publishes, keep objects open.")
+    reconnect_min_delay: float = Field(0.5, gt=0, description="First reconnect delay ceiling (s).")
+    reconnect_max_delay: float = Field(30.0, gt=0, validate_default=True,
+                                       description="Largest reconnect delay (s).")
+    reconnect_max_attempts: int = Field(0, ge=0, description="Failed reconnect attempts in a row "
+                                                             "before giving up with "
+                                                             "CONNECTION_ERROR; 0 = forever.")
     buffer_limit: int = Field(10_000, ge=0,
-                              description="Sends held while reconnecting; beyond it SENDER_ERROR.")
-    max_inflight: int = Field(20, ge=1, description="Unacknowledged QoS 1 publishes in flight "
-                                                    "(the sender's link credit).")
+                              description="Sends held while reconnecting; beyond it the send "
+                                          "fails with SENDER_ERROR naming the cause.")
+    max_inflight: int = Field(20, ge=1, le=65535,
+                              description="Unacknowledged QoS 1 publishes in flight (the "
+                                          "sender's link credit); capped by the broker's "
+                                          "Receive Maximum.")
+    receive_maximum: int = Field(100, ge=1, le=65535,
+                                 description="MQTT 5 Receive Maximum: unsettled deliveries the "
+                                             "broker may push (the receivers' link credit).")
     topic_rules: list[TopicRule] = Field(default_factory=list,
-                                         description="Ordered path -> topic rules; default: strip "
-                                                     "the leading '/'.")
+                                         description="Ordered path -> topic rules ({name} "
+                                                     "captures a level, * the rest); default: "
+                                                     "strip the leading '/'.")
+    reserved_prefix: str = Field("bridge", min_length=1,
+                                 description="Topic level put in front of a path starting with "
+                                             "'$' ($cbs -> bridge/$cbs): '$' topics belong to "
+                                             "the broker.")
     properties_v311: Literal["envelope", "drop"] = Field(
         "envelope", description="MQTT 3.1.1 has no user properties: wrap body and properties in "
-                                "a JSON envelope, or drop properties (logged).")
-    release_delay: float = Field(1.0, ge=0, description="Delay before a released delivery is "
-                                                        "redelivered to the receiver.")
+                                "a JSON envelope, or send the bare body and drop properties "
+                                "(logged).")
+    release_delay: float = Field(1.0, ge=0, description="Delay (s) before a released delivery is "
+                                                        "redelivered to its receiver.")
+    max_delivery_count: int = Field(10, ge=1, description="Deliveries of one message (releases "
+                                                          "count) before it is treated as "
+                                                          "rejected.")
     dead_letter_topic: str | None = Field(None, description="Where rejected deliveries are "
-                                                            "republished (none: dropped).")
-    connect_timeout: float = Field(10.0, gt=0)
+                                                            "republished (none: dropped, "
+                                                            "counted).")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds for TCP/TLS connect and for "
+                                                           "the CONNACK.")
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        from bridge.backends.mqtt.endpoint import parse_broker_url
+
+        parse_broker_url(value)
+        return value
+
+    @field_validator("client_id")
+    @classmethod
+    def _valid_client_id(cls, value: str | None) -> str | None:
+        from bridge.backends.mqtt.endpoint import check_client_id_template
+
+        if value is not None:
+            check_client_id_template(value)
+        return value
+
+    @field_validator("topic_rules")
+    @classmethod
+    def _valid_rules(cls, value: list[TopicRule]) -> list[TopicRule]:
+        from bridge.backends.mqtt.mapping import compile_rules
+
+        compile_rules(value)
+        return value
+
+    @field_validator("dead_letter_topic")
+    @classmethod
+    def _valid_dead_letter_topic(cls, value: str | None) -> str | None:
+        from bridge.backends.mqtt.mapping import topic_problem
+
+        if value is not None:
+            problem = topic_problem(value, allow_wildcards=False)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("insecure")
+    @classmethod
+    def _insecure_is_explicit(cls, value: bool, info: Any) -> bool:
+        if not info.data.get("verify", True) and not value:
+            raise ValueError("verify = false turns TLS certificate checks off; set insecure = "
+                             "true as well to opt in explicitly")
+        return value
+
+    @field_validator("reconnect_max_delay")
+    @classmethod
+    def _delays_ordered(cls, value: float, info: Any) -> float:
+        if value < info.data.get("reconnect_min_delay", 0):
+            raise ValueError("must not be smaller than reconnect_min_delay")
+        return value
 
 
 class AMQPSettings(_Section):
-    """The AMQP 1.0 backend (python-qpid-proton)."""
+    """The AMQP 1.0 backend (python-qpid-proton). See docs/backends/amqp.md."""
 
-    url: str | None = Field(None, description="Broker actually reached; default: the URL given "
-                                              "to amqp.openconnection.")
-    username: str | None = None
-    password: SecretStr | None = None
-    sasl_mechanisms: str = Field("ANONYMOUS PLAIN", description="Allowed SASL mechanisms.")
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    url: str | None = Field(None, description="Broker actually reached: amqp://[user:pass@]host"
+                                              "[:port] or amqps://...; default: the URL given "
+                                              "to amqp.openconnection. Its userinfo (percent-"
+                                              "encoded) gives the SASL PLAIN credentials.")
+    username: str | None = Field(None, description="SASL user; overrides the URL's userinfo.")
+    password: SecretStr | None = Field(None, description="SASL password; overrides the URL's.")
+    sasl_mechanisms: str = Field(
+        "ANONYMOUS PLAIN",
+        description="Space-separated SASL mechanisms the client may use. With credentials "
+                    "PLAIN is chosen, without them ANONYMOUS (what IoT Hub's CBS flow needs).")
+    allow_insecure_plain: bool = Field(True, description="Allow SASL PLAIN on an amqp:// "
+                                                         "(unencrypted) connection.")
+    virtual_host: str | None = Field(None, description="Hostname sent in the AMQP open frame "
+                                                       "(RabbitMQ: vhost:NAME); default: the "
+                                                       "URL's host.")
+    ca_file: Path | None = Field(None, description="PEM file of CAs trusted for amqps://; "
+                                                   "default: the system store.")
+    cert_file: Path | None = Field(None, description="PEM client certificate (X.509 auth).")
+    key_file: Path | None = Field(None, description="PEM private key of cert_file.")
+    key_password: SecretStr | None = Field(None, description="Password of key_file.")
     verify: bool = Field(True, description="Verify the broker's TLS certificate and host name.")
-    idle_timeout: float = Field(60.0, ge=0, description="AMQP idle time-out (s); 0 disables.")
-    container_id: str | None = Field(None, description="AMQP container id; default derived.")
-    prefetch: int = Field(100, ge=1, description="Link credit granted to each receiver.")
-    connect_timeout: float = Field(10.0, gt=0)
+    idle_timeout: float = Field(60.0, ge=0, description="AMQP idle time-out (s) we announce: "
+                                                        "no frame for this long ends the "
+                                                        "connection; 0 disables.")
+    container_id: str | None = Field(None, description="AMQP container id; default "
+                                                       "<agent_id>-<connection>-<random>.")
+    prefetch: int = Field(100, ge=1, description="Link credit of each receiver: unsettled "
+                                                 "deliveries it may hold (re-granted one per "
+                                                 "settlement).")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds from openconnection to "
+                                                           "the broker's open frame before "
+                                                           "CONNECTION_ERROR.")
+
+    @field_validator("url")
+    @classmethod
+    def _amqp_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from bridge.backends.amqp.endpoint import parse_url
+
+            parse_url(value)  # ValueError text never contains the password
+        return value
+
+    @field_validator("sasl_mechanisms")
+    @classmethod
+    def _mechanisms(cls, value: str) -> str:
+        names = value.split()
+        if not names or not all(re.fullmatch(r"[A-Z0-9_-]{1,20}", n) for n in names):
+            raise ValueError("must be space-separated upper-case SASL mechanism names, "
+                             "e.g. 'ANONYMOUS PLAIN'")
+        return " ".join(names)
 
 
 class Settings(BaseSettings):
@@ -166,9 +361,16 @@ class Settings(BaseSettings):
                                                  "amqp.* call raise.")
     close_timeout: float = Field(5.0, ge=0, description="Seconds Agent.close() waits for "
                                                         "backends to finish closing.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Logging level of the bridge command (bridge --log-level, -v).")
     limits: LimitSettings = Field(default_factory=LimitSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    routes: list[RouteRule] = Field(default_factory=list,
+                                    description="Ordered per-address routes; the first match "
+                                                "wins, unmatched paths use `backend`.")
+    shadow: ShadowSettings = Field(default_factory=ShadowSettings)
+    relay: RelaySettings = Field(default_factory=RelaySettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     mqtt: MQTTSettings = Field(default_factory=MQTTSettings)
     amqp: AMQPSettings = Field(default_factory=AMQPSettings)
@@ -182,6 +384,10 @@ class Settings(BaseSettings):
             # e.g. BRIDGE_MQTT='not json': pydantic-settings' own error names the field and the
             # source but is not a ConfigError and would surface as a traceback.
             raise ConfigError([_describe_settings_error(exc)]) from None
+        if self.routes:
+            from bridge.routing import validate_routes
+
+            validate_routes(self)
 
     @field_validator("backend")
     @classmethod
@@ -247,6 +453,11 @@ class _NamedTomlSource(TomlConfigSettingsSource):
         self._path = path
         super().__init__(settings_cls, toml_file=path)
 
+    @property
+    def path(self) -> Path | None:
+        """The profile read (None: no profile named)."""
+        return self._path
+
     def __call__(self) -> dict[str, Any]:
         data = super().__call__()
         if self._path is not None:
@@ -278,6 +489,8 @@ def describe_validation_error(exc: ValidationError, model: type[BaseModel]) -> l
         unknown = error["type"] == "extra_forbidden"
         if unknown:
             message = "unknown setting"
+        elif error["type"] == "value_error":
+            message = message.removeprefix("Value error, ")  # our validators' text says it all
         is_secret = any(loc[: len(path)] == path for path in secrets)
         given = error.get("input")
         # An unknown key is often a misspelt secret ("pasword"): never echo its value.
@@ -289,3 +502,52 @@ def describe_validation_error(exc: ValidationError, model: type[BaseModel]) -> l
                 shown = shown[:77] + "..."
             lines.append(f"{where}: {message} (given {shown})")
     return lines
+
+
+# --------------------------------------------------------------------------------------------
+# Masking and model walking (also used by bridge.settings_sources and bridge.docs_gen)
+# --------------------------------------------------------------------------------------------
+
+MASK = "**********"
+
+# scheme://user:password@host -> the password part; a URL setting may carry credentials.
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*:)(?P<pw>[^/@\s]+)@")
+
+
+def mask_url_password(text: str) -> str:
+    """``mqtt://user:secret@host`` -> ``mqtt://user:**********@host``."""
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", text)
+
+
+def _describe_settings_error(exc: SettingsError) -> str:
+    """pydantic-settings' "error parsing value for field X from source Y" as one readable line."""
+    found = re.search(r'field "([^"]+)" from source "([^"]+)"', str(exc))
+    if found is None:
+        return f"settings: {exc}"
+    field, source = found.groups()
+    where = {"EnvSettingsSource": "the environment",
+             "DotEnvSettingsSource": ".env"}.get(source, source)
+    return (f"{field}: the value from {where} is not valid JSON (a section, list or table is "
+            f"written as JSON, or one field at a time as {env_var_name((field, '<name>'))})")
+
+
+def env_var_name(path: tuple[str, ...]) -> str:
+    """The environment variable of a setting: ``("mqtt", "url")`` -> ``BRIDGE_MQTT__URL``."""
+    config = Settings.model_config
+    delimiter = config.get("env_nested_delimiter") or "__"
+    return f"{config.get('env_prefix') or ''}{delimiter.join(path)}".upper()
+
+
+def leaf_fields(model: type[BaseModel], prefix: tuple[str, ...] = ()
+                ) -> Iterator[tuple[tuple[str, ...], FieldInfo]]:
+    """Every leaf setting of *model* (sections are walked, lists and tables are leaves)."""
+    for name, field in model.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            yield from leaf_fields(sub, (*prefix, name))
+        else:
+            yield (*prefix, name), field
+
+
+def is_secret_field(field: FieldInfo) -> bool:
+    return "SecretStr" in str(field.annotation) or "SecretBytes" in str(field.annotation)

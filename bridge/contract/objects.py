@@ -21,6 +21,7 @@ Rules (see docs/contract.md for the full table):
 from __future__ import annotations
 
 import logging
+import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from bridge import events as ev
 from bridge.backends.base import Backend, BackendContext, Outcome
 from bridge.contract.dispatcher import Coalescer
 from bridge.contract.message import Message
+from bridge.contract.outbox import OutboxFull
 from bridge.contract.runtime import Runtime
 from bridge.errors import ClosedError
 
@@ -275,8 +277,8 @@ class SessionCore(_Node):
 class LinkCore(_Node):
     """A sender or receiver."""
 
-    __slots__ = ("incoming", "message_callback", "path", "queued", "role", "session",
-                 "warned_no_callback")
+    __slots__ = ("in_backend", "incoming", "message_callback", "outbox_rows", "path", "queued",
+                 "role", "session", "warned_no_callback")
 
     def __init__(self, session: SessionCore, role: str, path: str,
                  callback: EventCallback | None,
@@ -288,6 +290,8 @@ class LinkCore(_Node):
         self.session = session
         self.message_callback = message_callback
         self.queued: deque[Transfer] = deque()  # transfers started before the sender opened
+        self.in_backend = 0  # transfers handed to the backend and not yet settled or failed
+        self.outbox_rows: set[int] = set()  # outbox rows of this sender's live transfers
         self.incoming = Coalescer(self.rt.post, self._handle_deliveries)
         self.warned_no_callback = False
 
@@ -300,16 +304,41 @@ class LinkCore(_Node):
             self.conn.backend.close_link(self)
 
     def _after_open(self) -> None:
+        outbox = self.rt.outbox
+        if outbox is not None and self.role == "sender":
+            # Rows left by a lost connection or a previous process go first, oldest first.
+            replay = []
+            for row_id, message in outbox.pending(self.path, self.rt.outbox_live):
+                transfer = Transfer(self, message)
+                transfer.state = Transfer.QUEUED
+                transfer.outbox_id = row_id
+                self.rt.outbox_live.add(row_id)
+                self.outbox_rows.add(row_id)
+                replay.append(transfer)
+            if replay:
+                log.info("%s: resending %d message(s) from the outbox", self.label, len(replay))
+                self.queued.extendleft(reversed(replay))
+        self._pump()
+
+    def _pump(self) -> None:
+        """Hand queued transfers to the backend (lock held), at most the outbox window."""
         backend = self.conn.backend
-        while self.queued:
-            transfer = self.queued.popleft()
+        limit = self.rt.outbox_window
+        queued = self.queued
+        while queued and self.in_backend < limit:
+            transfer = queued.popleft()
             transfer.state = Transfer.SENT
+            self.in_backend += 1
             backend.send(transfer)
 
     def _on_closed(self) -> None:
         for transfer in self.queued:
             transfer.state = Transfer.FAILED
         self.queued.clear()
+        if self.outbox_rows:
+            # their rows stay stored: the next sender on this path resends them
+            self.rt.outbox_live.difference_update(self.outbox_rows)
+            self.outbox_rows.clear()
 
     def _handle_deliveries(self, items: list[tuple[Message, Any]]) -> None:
         backend = self.conn.backend
@@ -482,7 +511,7 @@ class Transfer:
     """
 
     NEW, QUEUED, SENT, DONE, FAILED, CANCELLED = range(6)
-    __slots__ = ("backend_state", "callback", "id", "link", "message", "state")
+    __slots__ = ("backend_state", "callback", "id", "link", "message", "outbox_id", "state")
 
     def __init__(self, link: LinkCore, message: Message) -> None:
         self.link = link
@@ -491,6 +520,7 @@ class Transfer:
         self.state = Transfer.NEW
         self.id = id(self)
         self.backend_state: Any = None
+        self.outbox_id: int | None = None
 
     def sendasync(self, callback: Callable[[], Any] | None = None) -> None:
         """Start the send. *callback()* runs once the far end confirmed the message."""
@@ -503,12 +533,47 @@ class Transfer:
             if link.state == CLOSED:
                 raise ClosedError(f"{link.label} is closed; cannot send")
             self.callback = callback
-            if link.state == OPEN:
+            if link.rt.outbox is not None and not self._store():
+                return
+            if link.state == OPEN and link.in_backend < link.rt.outbox_window \
+                    and not link.queued:
                 self.state = Transfer.SENT
+                link.in_backend += 1
                 link.conn.backend.send(self)
             else:
                 self.state = Transfer.QUEUED
                 link.queued.append(self)
+
+    def _store(self) -> bool:
+        """Lock held: put the message in the durable outbox; False (and SENDER_ERROR) if full."""
+        link = self.link
+        rt = link.rt
+        assert rt.outbox is not None
+        if rt.outbox_tag:
+            message = self.message
+            self.message = Message(message._body, {**message._properties,
+                                                   rt.outbox_tag: uuid.uuid4().hex},
+                                   message._kind)
+        try:
+            self.outbox_id = rt.outbox.put(link.path, self.message)
+        except OutboxFull as exc:
+            self.state = Transfer.FAILED
+            rt.post(link._emit, ev.SENDER_ERROR, str(exc))
+            return False
+        rt.outbox_live.add(self.outbox_id)
+        link.outbox_rows.add(self.outbox_id)
+        return True
+
+    def _forget(self) -> None:
+        """Lock held: the transfer is finished; drop its outbox row and window slot."""
+        link = self.link
+        row = self.outbox_id
+        if row is not None:
+            self.outbox_id = None
+            link.rt.outbox_live.discard(row)
+            link.outbox_rows.discard(row)
+            if link.rt.outbox is not None:
+                link.rt.outbox.delete(row)
 
     def cancel(self) -> None:
         """Abandon the transfer if it has not completed; its callback will not run."""
@@ -518,16 +583,26 @@ class Transfer:
             if state in (Transfer.DONE, Transfer.FAILED, Transfer.CANCELLED):
                 return
             self.state = Transfer.CANCELLED
+            self._forget()
             if state == Transfer.QUEUED:
                 link.queued.remove(self)
-            elif state == Transfer.SENT and link.conn.state != CLOSED:
-                link.conn.backend.cancel(self)
+            elif state == Transfer.SENT:
+                link.in_backend -= 1
+                if link.conn.state != CLOSED:
+                    link.conn.backend.cancel(self)
 
     # dispatcher thread
     def _handle_settled(self) -> None:
         if self.state != Transfer.SENT:
             return
         self.state = Transfer.DONE
+        link = self.link
+        link.in_backend -= 1
+        if link.rt.outbox is not None:
+            with link.rt.lock:
+                self._forget()
+                if link.state == OPEN:
+                    link._pump()
         callback = self.callback
         if callback is not None:
             self.link.rt.call_user(callback)
@@ -537,6 +612,12 @@ class Transfer:
             return
         self.state = Transfer.FAILED
         link = self.link
+        link.in_backend -= 1
+        if link.rt.outbox is not None:
+            with link.rt.lock:
+                self._forget()  # reported as SENDER_ERROR: not retried forever
+                if link.state == OPEN:
+                    link._pump()
         if link.state != CLOSED:
             link._emit(ev.SENDER_ERROR, detail or "send failed")
 

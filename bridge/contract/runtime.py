@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.backends.base import BackendFactory, load_backend
 from bridge.contract.dispatcher import Dispatcher
+from bridge.contract.outbox import Outbox
 from bridge.errors import LimitError
 
 if TYPE_CHECKING:
@@ -72,6 +73,15 @@ class Runtime:
         self.limits = Limits(lim.connections, lim.sessions, lim.links)
         self.also_notify_connection = settings.routing.also_notify_connection
         self.connections: dict[int, ConnectionCore] = {}
+        box = settings.outbox
+        self.outbox: Outbox | None = None
+        self.outbox_window: float = float("inf")
+        self.outbox_tag: str | None = None
+        self.outbox_live: set[int] = set()  # rows owned by transfers alive in this process
+        if box.path is not None:
+            self.outbox = Outbox(box.path, agent_id, box.max_messages, box.max_bytes)
+            self.outbox_window = box.window
+            self.outbox_tag = box.tag_property
         self._next_id = 0
         self._backend_factory: BackendFactory | None = None
 
