@@ -432,5 +432,8 @@ def _exit_status(exc: SystemExit) -> int:
     return EXIT_SCRIPT_FAILED
 
 
+# the service commands register themselves on the group
+from bridge import cli_services  # noqa: E402, F401
+
 if __name__ == "__main__":
     main()
