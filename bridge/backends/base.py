@@ -115,7 +115,7 @@ _BUILTIN: dict[str, str] = {
     "memory": "bridge.backends.memory:create",
     "mqtt": "bridge.backends.mqtt:create",
     "amqp": "bridge.backends.amqp:create",
-    "iothub": "bridge.backends.iothub:create",
+    "iothub": "bridge.backends.iothub.backend:create",
 }
 _registered: dict[str, str | BackendFactory] = {}
 
