@@ -41,6 +41,7 @@ class RouteDivergence:
     shadow_confirmed: int = 0
     shadow_failed: int = 0
     shadow_skipped: int = 0
+    shadow_unconfirmed: int = 0
     shadow_slower: int = 0
     shadow_faster: int = 0
     primary_received: int = 0
@@ -54,7 +55,8 @@ class RouteDivergence:
 
     @property
     def divergences(self) -> int:
-        return self.shadow_failed + self.shadow_skipped + self.mismatched + len(self.problems)
+        return (self.shadow_failed + self.shadow_skipped + self.shadow_unconfirmed
+                + self.mismatched + len(self.problems))
 
 
 def _describe(message: Message) -> dict[str, Any]:
@@ -86,14 +88,29 @@ class ShadowMonitor:
         return found
 
     # -- sends ------------------------------------------------------------------------------
-    def primary_sent(self, route: str, transfer: TransferHandle) -> None:
+    def primary_sent(self, route: str, transfer: TransferHandle, owner: int = 0) -> None:
         with self._lock:
             self._route(route).sent += 1
-            self._timing[transfer.id] = [route, time.monotonic(), None, None]
+            # route, sent at, primary confirmed at, shadow confirmed at, shadow sent, owner
+            self._timing[transfer.id] = [route, time.monotonic(), None, None, False, owner]
 
     def shadow_sent(self, route: str, transfer: TransferHandle) -> None:
         with self._lock:
             self._route(route).shadow_sent += 1
+            timing = self._timing.get(transfer.id)
+            if timing is not None:
+                timing[4] = True
+
+    def closing(self, owner: int) -> None:
+        """A routed connection closes: shadow sends it never saw confirmed are divergences."""
+        with self._lock:
+            for transfer_id, timing in list(self._timing.items()):
+                if timing[5] != owner:
+                    continue
+                if timing[4] and timing[3] is None:
+                    self._route(timing[0]).shadow_unconfirmed += 1
+                del self._timing[transfer_id]
+        self.flush()
 
     def shadow_skipped(self, route: str) -> None:
         with self._lock:
@@ -266,7 +283,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"    sent {stats['sent']}, primary confirmed {stats['primary_confirmed']}, "
                      f"shadow sent {stats['shadow_sent']}, confirmed "
                      f"{stats['shadow_confirmed']}, failed {stats['shadow_failed']}, "
-                     f"skipped {stats['shadow_skipped']}")
+                     f"skipped {stats['shadow_skipped']}, unconfirmed at close "
+                     f"{stats.get('shadow_unconfirmed', 0)}")
         lines.append(f"    mean confirm latency: primary "
                      f"{stats['primary_latency_ms_total'] / confirmed:.2f} ms, shadow "
                      f"{stats['shadow_latency_ms_total'] / shadow_confirmed:.2f} ms; shadow slower "

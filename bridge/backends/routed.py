@@ -239,7 +239,7 @@ class RoutedBackend:
     def close(self) -> None:
         for target in list(self.targets.values()):
             target.backend.close()
-        self.monitor.flush()
+        self.monitor.closing(id(self))
 
     def wait_closed(self, timeout: float) -> bool:
         return all([t.backend.wait_closed(timeout) for t in list(self.targets.values())])
@@ -341,7 +341,7 @@ class RoutedBackend:
         sent = _TransferProxy(transfer, proxy)
         transfer.backend_state = sent
         if proxy.route in self.shadowed_routes:
-            self.monitor.primary_sent(proxy.route, transfer)
+            self.monitor.primary_sent(proxy.route, transfer, id(self))
             shadow = self._shadow_links.get(transfer.link.id)
             if shadow is not None and shadow.open:
                 shadow.target.backend.send(_TransferProxy(transfer, shadow))

@@ -142,3 +142,22 @@ def test_shadow_failure_never_affects_the_primary() -> None:
     assert report["routes"]["/x"]["shadow_skipped"] == 1
     assert "CONNECTION_ERROR" not in events
     agent.close()
+
+
+def test_shadow_sends_unconfirmed_at_close_count_as_divergence() -> None:
+    main, shadow = _names()
+    agent_id = f"shadowclose{uuid.uuid4().hex[:8]}"
+    agent = Agent(Settings(agent_id=agent_id, memory={"broker": main}, routes=[
+        {"match": "/slow", "backend": "memory", "shadow": "memory",
+         "shadow_options": {"broker": shadow, "queue_capacity": 1}}]))  # shadow credit: 1
+    conn = agent.amqp.openconnection("amqps://hub", lambda e, d: None)
+    sender = conn.opensession().opensender("/slow")
+    assert agent.run_until(sender.isopen, 5)
+    done: list[int] = []
+    for _ in range(3):
+        sender.createtransfer(agent.amqp.createmessage("x")).sendasync(lambda: done.append(1))
+    assert agent.run_until(lambda: len(done) == 3, 5)  # the primary is unaffected
+    agent.close()
+    stats = report_for(agent_id)["routes"]["/slow"]  # type: ignore[index]
+    assert stats["shadow_confirmed"] == 1 and stats["shadow_unconfirmed"] == 2
+    assert stats["divergences"] == 2
