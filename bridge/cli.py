@@ -85,6 +85,9 @@ def configure_logging(level: str) -> None:
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         root.addHandler(handler)
     root.setLevel(level)
+    if level != "DEBUG":
+        # proton logs every connect/disconnect at INFO: noise next to the agent's own lines
+        logging.getLogger("proton").setLevel(logging.WARNING)
 
 
 # --------------------------------------------------------------------------------------------

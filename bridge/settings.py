@@ -295,7 +295,9 @@ class AMQPSettings(_Section):
     sasl_mechanisms: str = Field(
         "ANONYMOUS PLAIN",
         description="Space-separated SASL mechanisms the client may use. With credentials "
-                    "PLAIN is chosen, without them ANONYMOUS (what IoT Hub's CBS flow needs).")
+                    "ANONYMOUS is left out (PLAIN is used; never a silent anonymous login), "
+                    "without them PLAIN is left out (ANONYMOUS: what IoT Hub's CBS flow "
+                    "needs).")
     allow_insecure_plain: bool = Field(True, description="Allow SASL PLAIN on an amqp:// "
                                                          "(unencrypted) connection.")
     virtual_host: str | None = Field(None, description="Hostname sent in the AMQP open frame "
@@ -307,9 +309,11 @@ class AMQPSettings(_Section):
     key_file: Path | None = Field(None, description="PEM private key of cert_file.")
     key_password: SecretStr | None = Field(None, description="Password of key_file.")
     verify: bool = Field(True, description="Verify the broker's TLS certificate and host name.")
-    idle_timeout: float = Field(60.0, ge=0, description="AMQP idle time-out (s) we announce: "
-                                                        "no frame for this long ends the "
-                                                        "connection; 0 disables.")
+    idle_timeout: float = Field(60.0, ge=0, description="No frame from the broker for this "
+                                                        "long (s) ends the connection "
+                                                        "(CONNECTION_ERROR); half of it is "
+                                                        "announced so the broker's heartbeats "
+                                                        "come in time; 0 disables.")
     container_id: str | None = Field(None, description="AMQP container id; default "
                                                        "<agent_id>-<connection>-<random>.")
     prefetch: int = Field(100, ge=1, description="Link credit of each receiver: unsettled "

@@ -69,8 +69,9 @@ def test_04_05_events_are_the_twelve_strings_with_detail_rules(ctx: Ctx) -> None
     bad_agent = Agent(settings)
     ctx.agents.append(bad_agent)
     bad = Recorder()
-    bad_agent.amqp.openconnection(url, bad)
+    bad_conn = bad_agent.amqp.openconnection(url, bad)  # keep it: dropping it closes it
     ctx.wait(bad_agent, lambda: bad.has("CONNECTION_ERROR"), "CONNECTION_ERROR")
+    assert not bad_conn.isopen()
     for event, detail in rec.events + bad.events:
         assert isinstance(event, str) and event in ALL_EVENTS
         if event.endswith("_ERROR"):

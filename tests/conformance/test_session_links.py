@@ -55,9 +55,9 @@ def test_09_option_also_notifies_connection(ctx: Ctx) -> None:
     agent = ctx.agent(routing={"also_notify_connection": True})
     conn, conn_rec = ctx.connect(agent)
     session_rec = Recorder("session")
-    conn.opensession(session_rec)
+    session = conn.opensession(session_rec)  # keep it: dropping it closes it
     ctx.wait(agent, lambda: conn_rec.has("SESSION_OPEN"), "copy on the connection cb")
-    assert session_rec.names() == ["SESSION_OPEN"]
+    assert session_rec.names() == ["SESSION_OPEN"] and session.isopen()
 
 
 def test_12_seventeenth_session_hits_the_limit(ctx: Ctx) -> None:

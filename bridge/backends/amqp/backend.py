@@ -1,0 +1,104 @@
+"""`AMQPBackend`: the command side of one AMQP connection, callable from any thread.
+
+Every command only queues a call for the connection's reactor thread (`reactor.Reactor`), so
+none of them touches a socket or blocks; what happens on the wire comes back through the
+`BackendEvents` of the connection (see `handler.ConnectionHandler`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bridge.backends.amqp.endpoint import connect_options
+from bridge.backends.amqp.handler import ConnectionHandler
+from bridge.backends.amqp.reactor import Reactor
+from bridge.backends.base import (
+    BackendContext,
+    LinkHandle,
+    Outcome,
+    SessionHandle,
+    TransferHandle,
+)
+
+log = logging.getLogger("bridge.backends.amqp")
+
+
+class AMQPBackend:
+    """One `Connection` on a real AMQP 1.0 peer."""
+
+    def __init__(self, context: BackendContext) -> None:
+        self.events = context.events
+        self._name = f"bridge-amqp-{context.agent_id}-{context.connection_index}"
+        self._problem: str | None = None
+        self._reactor: Reactor | None = None
+        self._closed = False
+        try:
+            self.options = connect_options(context.settings.amqp, context.url,
+                                           context.agent_id, context.connection_index)
+        except ValueError as exc:  # reported as CONNECTION_ERROR by open(): it is asynchronous
+            self.options = None
+            self._problem = f"amqp:invalid-field: {exc}"
+            return
+        self._handler = ConnectionHandler(self.options, self.events,
+                                          context.settings.close_timeout)
+
+    # -- connection ---------------------------------------------------------------------------
+    def open(self) -> None:
+        if self._problem is not None:
+            self.events.connection_error(self._problem)
+            return
+        if self._reactor is not None or self._closed:
+            return
+        reactor = Reactor(self._handler, self._name, self._on_crash)
+        self._handler.reactor = reactor
+        self._reactor = reactor
+        reactor.start()
+
+    def _on_crash(self, exc: BaseException) -> None:
+        if not self._handler.ended:
+            self.events.connection_error(f"amqp:internal-error: the AMQP reactor failed: {exc!r}")
+
+    def close(self) -> None:
+        self._closed = True
+        if self._reactor is not None:
+            self._reactor.submit(self._handler.cmd_close)
+
+    def wait_closed(self, timeout: float) -> bool:
+        return self._reactor is None or self._reactor.join(timeout)
+
+    # -- sessions and links ---------------------------------------------------------------------
+    def _submit(self, fn: Any, *args: Any) -> bool:
+        reactor = self._reactor
+        return reactor is not None and reactor.submit(fn, *args)
+
+    def open_session(self, session: SessionHandle) -> None:
+        self._submit(self._handler.cmd_open_session, session)
+
+    def close_session(self, session: SessionHandle) -> None:
+        self._submit(self._handler.cmd_close_session, session)
+
+    def open_link(self, link: LinkHandle) -> None:
+        self._submit(self._handler.cmd_open_link, link)
+
+    def close_link(self, link: LinkHandle) -> None:
+        self._submit(self._handler.cmd_close_link, link)
+
+    # -- transfers and deliveries ---------------------------------------------------------------
+    def send(self, transfer: TransferHandle) -> None:
+        if not self._submit(self._handler.cmd_send, transfer):
+            self.events.transfer_failed(transfer, "amqp:connection:forced: the connection "
+                                                  "is closed")
+
+    def cancel(self, transfer: TransferHandle) -> None:
+        if self._reactor is not None:
+            self._handler.cancelled.add(transfer.id)
+            if not self._reactor.submit(self._handler.cmd_cancel, transfer):
+                self._handler.cancelled.discard(transfer.id)
+
+    def settle(self, link: LinkHandle, token: Any, outcome: Outcome) -> None:
+        self._submit(self._handler.cmd_settle, link, token, outcome)
+
+    def __repr__(self) -> str:
+        where = self.options.address if self.options is not None else "invalid URL"
+        return f"<AMQPBackend {where}>"
