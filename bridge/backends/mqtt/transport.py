@@ -1,0 +1,476 @@
+"""The network side of one MQTT connection: one thread owns the paho client and its socket.
+
+Every paho call (connect, publish, subscribe, ack, disconnect) happens on this thread, driven by
+paho's external-loop API (``loop_read`` / ``loop_write`` / ``loop_misc`` around our own
+``select``): paho is then single-threaded, and we own the reconnect policy (backoff with jitter,
+a CONNACK time-out, give-up) instead of paho's built-in retry loop. Other threads talk to the
+driver only through `Driver.call` (a queue plus a wake-up socket), so backend commands never
+block on the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import select
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from bridge.backends.mqtt import reasons
+from bridge.backends.mqtt.endpoint import Endpoint, backoff_delay
+
+log = logging.getLogger("bridge.backends.mqtt")
+
+IDLE, CONNECTING, UP, DOWN, DONE = "idle", "connecting", "up", "down", "done"
+_READ_BURST = 64  # packets read per wake-up before timers and commands get a turn
+_SHUTDOWN_GRACE = 2.0  # seconds to flush pending acks and the DISCONNECT on close
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLimits:
+    """What the broker announced in CONNACK (MQTT 5; None when it set no limit)."""
+
+    receive_maximum: int | None = None
+    maximum_packet_size: int | None = None
+
+
+class DriverHooks(Protocol):
+    """What the backend does on connection-level changes (called on the driver thread)."""
+
+    def on_up(self, session_present: bool, limits: BrokerLimits) -> None: ...
+    def on_down(self, detail: str) -> None: ...
+    def on_failed(self, detail: str) -> None: ...
+    def on_turn(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectOptions:
+    """Everything a connect attempt needs besides the client."""
+
+    endpoint: Endpoint
+    keepalive: int
+    clean_start: bool
+    v5: bool
+    connect_timeout: float
+    reconnect: bool
+    min_delay: float
+    max_delay: float
+    max_attempts: int
+    connect_properties: Properties | None = None  # MQTT 5 CONNECT properties
+
+
+class Timer:
+    __slots__ = ("callback", "cancelled", "deadline")
+
+    def __init__(self, deadline: float, callback: Callable[[], None]) -> None:
+        self.deadline = deadline
+        self.callback = callback
+        self.cancelled = False
+
+
+class Driver:
+    """Connects, keeps the connection (or reconnects), runs commands and timers on its thread."""
+
+    def __init__(self, client_factory: Callable[[], paho.Client], options: ConnectOptions,
+                 hooks: DriverHooks, name: str) -> None:
+        self._client_factory = client_factory
+        self.client: paho.Client | None = None
+        self.options = options
+        self.hooks = hooks
+        self.state = IDLE
+        self.epoch = 0  # +1 per accepted CONNACK: acks of older deliveries are stale
+        self.ever_up = False
+        self._attempts = 0
+        self._next_attempt = 0.0
+        self._connack_deadline = 0.0
+        self._refused: str | None = None
+        self._disconnect: tuple[bool, int, str] | None = None
+        self._commands: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._timers: list[tuple[float, int, Timer]] = []
+        self._timer_seq = itertools.count()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._wake_pending = False
+        self._stop_requested = False
+        self._finished = False  # no more commands are run
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._done = threading.Event()
+
+    # -- any thread ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the driver thread, in call order; dropped once it stopped."""
+        if self._finished:
+            return
+        self._commands.append((fn, args))
+        self._wake()
+
+    def stop(self) -> None:
+        """Disconnect cleanly (pending acks first) and end the thread; returns at once."""
+        self._stop_requested = True
+        self._wake()
+
+    def join(self, timeout: float) -> bool:
+        if not self._thread.is_alive() and not self._thread.ident:
+            return True  # never started
+        return self._done.wait(timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self.state == UP
+
+    @property
+    def broker(self) -> str:
+        return self.options.endpoint.describe()
+
+    def _wake(self) -> None:
+        if not self._wake_pending:
+            self._wake_pending = True
+            # BlockingIOError: already awake; OSError: shutting down
+            with contextlib.suppress(BlockingIOError, OSError):
+                self._wake_w.send(b"\0")
+
+    # -- driver thread only ----------------------------------------------------------------------
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Timer:
+        timer = Timer(time.monotonic() + max(0.0, delay), fn)
+        heapq.heappush(self._timers, (timer.deadline, next(self._timer_seq), timer))
+        return timer
+
+    def _run(self) -> None:
+        try:
+            try:
+                self.client = self._client_factory()
+            except Exception as exc:  # bad TLS files, unusable options: the open fails
+                self._finish(f"{reasons.INTERNAL}: cannot set up the MQTT client for "
+                             f"{self.broker}: {type(exc).__name__}: {exc}")
+                return
+            self._install_callbacks(self.client)
+            self._attempt()
+            while self.state != DONE:
+                self._turn()
+        except Exception as exc:
+            log.exception("MQTT network loop for %s crashed", self.broker)
+            if self.state != DONE:
+                self._finish(f"{reasons.INTERNAL}: the MQTT network loop stopped: {exc}")
+        finally:
+            self._drop_socket()
+            self._done.set()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _install_callbacks(self, client: paho.Client) -> None:
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+
+    def _turn(self) -> None:
+        self._run_commands()
+        if self._stop_requested:
+            self._shutdown()
+            return
+        self._run_timers()
+        now = time.monotonic()
+        if self.state == DOWN and now >= self._next_attempt:
+            self._attempt()
+            return
+        if self.state == CONNECTING and now >= self._connack_deadline:
+            self._drop_socket()
+            self._attempt_failed(f"{reasons.FORCED}: no CONNACK from MQTT broker {self.broker} "
+                                 f"within {self.options.connect_timeout:g} s")
+            return
+        if self.state in (UP, CONNECTING) and self.client is not None \
+                and self.client.socket() is None:
+            # the socket went outside loop_read (a write from a command, a publish, an ack)
+            self._socket_gone()
+            return
+        if self.state == UP:
+            self.hooks.on_turn()
+        self._wait_io()
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        timeout = 1.0  # keep-alive checks run at least once a second
+        if self._timers:
+            timeout = min(timeout, self._timers[0][0] - now)
+        if self.state == DOWN:
+            timeout = min(timeout, self._next_attempt - now)
+        elif self.state == CONNECTING:
+            timeout = min(timeout, self._connack_deadline - now)
+        return max(0.0, timeout)
+
+    def _wait_io(self) -> None:
+        client = self.client
+        assert client is not None
+        sock = client.socket()
+        timeout = self._timeout()
+        readers: list[Any] = [self._wake_r]
+        writers: list[Any] = []
+        if sock is not None:
+            readers.append(sock)
+            if client.want_write():
+                writers.append(sock)
+            if _pending(sock):
+                timeout = 0.0
+        readable, writable, _ = select.select(readers, writers, [], timeout)
+        if self._wake_r in readable:
+            with contextlib.suppress(BlockingIOError, OSError):
+                while self._wake_r.recv(4096):
+                    pass
+        if sock is None:
+            return
+        if sock in readable or _pending(sock):
+            for _ in range(_READ_BURST):
+                client.loop_read()
+                if client.socket() is not sock or not _readable(sock):
+                    break
+        if client.socket() is sock and sock in writable:
+            client.loop_write()
+        if client.socket() is sock:
+            client.loop_misc()
+        if client.socket() is None:
+            self._socket_gone()
+
+    # -- connection state ------------------------------------------------------------------------
+    def _attempt(self) -> None:
+        client = self.client
+        assert client is not None
+        self._refused = None
+        self._disconnect = None
+        options = self.options
+        try:
+            if self.state == IDLE:
+                kwargs: dict[str, Any] = {}
+                if options.v5:
+                    kwargs["clean_start"] = options.clean_start
+                    kwargs["properties"] = options.connect_properties
+                # connect_async only records the target; the blocking part is reconnect(),
+                # which runs here on the driver thread.
+                client.connect_async(options.endpoint.host, options.endpoint.port,
+                                     options.keepalive, **kwargs)
+            client.reconnect()
+        except Exception as exc:  # DNS, TCP, TLS, WebSocket handshake
+            self._drop_socket()
+            self._attempt_failed(reasons.transport_detail(exc, self.broker))
+            return
+        self.state = CONNECTING
+        self._connack_deadline = time.monotonic() + options.connect_timeout
+
+    def _attempt_failed(self, detail: str) -> None:
+        options = self.options
+        if not (self.ever_up and options.reconnect):
+            self._finish(detail)
+            return
+        self._attempts += 1
+        if options.max_attempts and self._attempts >= options.max_attempts:
+            self._finish(f"{detail} (gave up after {self._attempts} reconnect attempts)")
+            return
+        delay = backoff_delay(self._attempts, options.min_delay, options.max_delay)
+        log.warning("MQTT reconnect to %s failed (%s); next attempt in %.2f s",
+                    self.broker, detail, delay)
+        self.state = DOWN
+        self._next_attempt = time.monotonic() + delay
+
+    def _became_up(self, session_present: bool, limits: BrokerLimits) -> None:
+        if self.ever_up:
+            log.info("MQTT connection to %s re-established (session present: %s)",
+                     self.broker, session_present)
+        self.state = UP
+        self.ever_up = True
+        self._attempts = 0
+        self.epoch += 1
+        self.hooks.on_up(session_present, limits)
+
+    def _socket_gone(self) -> None:
+        if self.state == CONNECTING:
+            detail = self._refused or self._disconnect_detail() or (
+                f"{reasons.FORCED}: MQTT broker {self.broker} closed the connection before "
+                f"CONNACK")
+            self._attempt_failed(detail)
+        elif self.state == UP:
+            detail = self._disconnect_detail() or f"{reasons.FORCED}: connection to MQTT " \
+                                                  f"broker {self.broker} lost"
+            if not self.options.reconnect:
+                self._finish(detail)
+                return
+            log.warning("MQTT connection lost (%s); reconnecting", detail)
+            self.state = DOWN
+            self._attempts = 0
+            self._next_attempt = time.monotonic() + backoff_delay(
+                0, self.options.min_delay, self.options.max_delay)
+            self.hooks.on_down(detail)
+
+    def _disconnect_detail(self) -> str | None:
+        if self._disconnect is None:
+            return None
+        from_broker, code, name = self._disconnect
+        return reasons.disconnect_detail(code, name, self.broker, from_broker=from_broker)
+
+    def _finish(self, detail: str) -> None:
+        """Terminal: the connection could not be opened, or was lost with reconnect off."""
+        if self.state == DONE:
+            return
+        self.state = DONE
+        self._finished = True  # later calls are dropped
+        self._drop_socket()
+        self.hooks.on_failed(detail)
+
+    def _shutdown(self) -> None:
+        """Stop requested: flush what is queued (acks first), send DISCONNECT, close."""
+        client = self.client
+        self._stop_requested = False
+        self.state = DONE
+        self._finished = True
+        if client is None or client.socket() is None:
+            return
+        if client.is_connected():
+            client.disconnect()
+            deadline = time.monotonic() + _SHUTDOWN_GRACE
+            while client.socket() is not None and client.want_write():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                sock = client.socket()
+                _, writable, _ = select.select([], [sock], [], remaining)
+                if writable:
+                    client.loop_write()
+        self._drop_socket()
+
+    def _drop_socket(self) -> None:
+        client = self.client
+        if client is not None and client.socket() is not None:
+            # paho has no public "abort the socket" call; _sock_close is what its own loop uses.
+            client._sock_close()
+
+    # -- commands and timers ---------------------------------------------------------------------
+    def _run_commands(self) -> None:
+        # Cleared before the queue is read: a command queued after this point wakes us again,
+        # one queued before it is run below.
+        self._wake_pending = False
+        commands = self._commands
+        for _ in range(len(commands)):
+            fn, args = commands.popleft()
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("MQTT backend command %r failed", fn)
+
+    def _run_timers(self) -> None:
+        timers = self._timers
+        now = time.monotonic()
+        while timers and timers[0][0] <= now:
+            _, _, timer = heapq.heappop(timers)
+            if timer.cancelled:
+                continue
+            try:
+                timer.callback()
+            except Exception:
+                log.exception("MQTT backend timer %r failed", timer.callback)
+
+    # -- paho callbacks (driver thread, inside loop_read) -----------------------------------------
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
+                    properties: Any) -> None:
+        if reason_code.is_failure:
+            self._refused = reasons.connack_detail(reason_code.value, reason_code.getName(),
+                                                   self.broker)
+            return
+        limits = BrokerLimits(
+            receive_maximum=getattr(properties, "ReceiveMaximum", None),
+            maximum_packet_size=getattr(properties, "MaximumPacketSize", None))
+        # At once: PUBLISHes read right after the CONNACK belong to the new connection. New
+        # publishes wait for the next turn, after paho resent its unacknowledged ones.
+        self._became_up(bool(flags.session_present), limits)
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
+                       properties: Any) -> None:
+        self._disconnect = (bool(flags.is_disconnect_packet_from_server), reason_code.value,
+                            reason_code.getName())
+
+
+def _pending(sock: Any) -> bool:
+    """Bytes already decrypted/buffered (TLS, WebSocket) that select() cannot see."""
+    pending = getattr(sock, "pending", None)
+    try:
+        return bool(pending is not None and pending() > 0)
+    except (OSError, ValueError):
+        return False
+
+
+def _readable(sock: Any) -> bool:
+    if _pending(sock):
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError, TypeError):
+        return False
+    return bool(readable)
+
+
+# -- building the paho client --------------------------------------------------------------------
+
+
+def tls_context(ca_file: str | None, cert_file: str | None, key_file: str | None, *,
+                verify: bool, insecure: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file)
+    if cert_file:
+        context.load_cert_chain(cert_file, key_file)
+    if insecure:
+        context.check_hostname = False
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def build_client(*, endpoint: Endpoint, client_id: str, v5: bool, clean_start: bool,
+                 username: str | None, password: str | None, connect_timeout: float,
+                 tls: ssl.SSLContext | None) -> paho.Client:
+    """A paho client configured for our loop: manual acks, no paho-side window or retry."""
+    kwargs: dict[str, Any] = {
+        "callback_api_version": CallbackAPIVersion.VERSION2,
+        "client_id": client_id,
+        "protocol": paho.MQTTv5 if v5 else paho.MQTTv311,
+        "transport": "websockets" if endpoint.websockets else "tcp",
+        "reconnect_on_failure": False,
+        "manual_ack": True,
+    }
+    if not v5:
+        kwargs["clean_session"] = clean_start
+    client = paho.Client(**kwargs)
+    client.connect_timeout = connect_timeout
+    client.max_inflight_messages_set(0)  # the backend keeps the window (link credit)
+    client.max_queued_messages_set(0)
+    if endpoint.websockets:
+        client.ws_set_options(path=endpoint.ws_path)
+    if tls is not None:
+        client.tls_set_context(tls)
+    if username is not None:
+        client.username_pw_set(username, password)
+    # paho logs every packet: only when its logger was asked for explicitly (not inherited)
+    paho_log = logging.getLogger("bridge.backends.mqtt.paho")
+    if paho_log.level and paho_log.level <= logging.DEBUG:
+        client.enable_logger(paho_log)
+    return client
+
+
+def connect_properties(*, receive_maximum: int, session_expiry: int) -> Properties:
+    """MQTT 5 CONNECT properties: our Receive Maximum (receivers' credit), session expiry."""
+    props = Properties(PacketTypes.CONNECT)
+    props.ReceiveMaximum = receive_maximum
+    if session_expiry:
+        props.SessionExpiryInterval = session_expiry
+    return props
