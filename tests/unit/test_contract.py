@@ -72,7 +72,7 @@ def test_a_raising_callback_is_logged_and_the_agent_goes_on(caplog: pytest.LogCa
 def test_receiver_without_message_callback_accepts_and_warns(caplog: pytest.LogCaptureFixture
                                                              ) -> None:
     agent = _agent()
-    conn, session, sender, receiver = _open(agent, "/nocb", None)
+    _conn, _session, sender, _receiver = _open(agent, "/nocb", None)
     broker = get_broker(agent.settings.memory.broker)
     with caplog.at_level(logging.WARNING, logger="bridge.contract"):
         for _ in range(3):
@@ -86,7 +86,7 @@ def test_deliveries_for_a_closed_receiver_are_released() -> None:
     agent = _agent()
     broker = get_broker(agent.settings.memory.broker)
     seen: list[str] = []
-    conn, session, sender, receiver = _open(agent, "/late", lambda ds: seen.append("x"))
+    _conn, _session, sender, receiver = _open(agent, "/late", lambda ds: seen.append("x"))
     # a delivery is queued for the dispatcher, then the receiver closes before it runs
     sender.createtransfer(agent.amqp.createmessage("late")).sendasync()
     agent.run_until(lambda: broker.stats("/late").enqueued == 1, 5)

@@ -23,7 +23,7 @@ def _session(agent: Agent, url: str = "amqps://x") -> Any:
 def test_messages_wait_for_a_receiver_and_receivers_compete() -> None:
     name = uuid.uuid4().hex
     agent = _agent(name)
-    conn, session = _session(agent)
+    _conn, session = _session(agent)
     sender = session.opensender("/work")
     for i in range(10):
         sender.createtransfer(agent.amqp.createmessage(str(i))).sendasync()
@@ -46,7 +46,7 @@ def test_messages_wait_for_a_receiver_and_receivers_compete() -> None:
 def test_prefetch_bounds_unsettled_deliveries() -> None:
     name = uuid.uuid4().hex
     agent = _agent(name, prefetch=3)
-    conn, session = _session(agent)
+    _conn, session = _session(agent)
     held: list[Delivery] = []
     receiver = session.openreceiver("/pf", None, held.extend)
     sender = session.opensender("/pf")
@@ -64,7 +64,7 @@ def test_prefetch_bounds_unsettled_deliveries() -> None:
 def test_release_until_max_delivery_count_then_dead_letter() -> None:
     name = uuid.uuid4().hex
     agent = _agent(name, max_delivery_count=3)
-    conn, session = _session(agent)
+    _conn, session = _session(agent)
     attempts: list[int] = []
 
     def always_release(deliveries: list[Delivery]) -> None:
@@ -87,7 +87,7 @@ def test_release_until_max_delivery_count_then_dead_letter() -> None:
 def test_reject_is_counted_and_dead_lettered() -> None:
     name = uuid.uuid4().hex
     agent = _agent(name)
-    conn, session = _session(agent)
+    _conn, session = _session(agent)
     receiver = session.openreceiver("/rej", None, lambda ds: [d.reject() for d in ds])
     sender = session.opensender("/rej")
     sender.createtransfer(agent.amqp.createmessage("bad")).sendasync()
@@ -101,7 +101,7 @@ def test_reject_is_counted_and_dead_lettered() -> None:
 def test_closing_a_receiver_returns_unsettled_messages_in_order() -> None:
     name = uuid.uuid4().hex
     agent = _agent(name)
-    conn, session = _session(agent)
+    _conn, session = _session(agent)
     held: list[Delivery] = []
     receiver = session.openreceiver("/back", None, held.extend)
     sender = session.opensender("/back")
