@@ -185,3 +185,12 @@ def shadow_report(ctx: click.Context, report_file: Path | None, as_json: bool) -
         click.echo(format_report(report))
     diverged = any(route.get("divergences") for route in report.get("routes", {}).values())
     ctx.exit(EXIT_FAILED if diverged or report.get("connection_problems") else EXIT_OK)
+
+
+# --------------------------------------------------------------------------------------------
+# bridge hub (the local IoT Hub stand-in lives with the testing tools)
+# --------------------------------------------------------------------------------------------
+
+from bridge.testing.hub.cli import hub_command  # noqa: E402
+
+cli.add_command(hub_command)
