@@ -18,8 +18,10 @@ if TYPE_CHECKING:
 
 
 def create(context: BackendContext) -> MQTTBackend:
+    from bridge.backends.mqtt import fastprops
     from bridge.backends.mqtt.backend import MQTTBackend
 
+    fastprops.install()
     return MQTTBackend(context)
 
 
