@@ -112,6 +112,11 @@ class Dispatcher:
                         if until is not None and until():
                             return True
                     continue
+                # Before sleeping, give the network threads one GIL turn: a stream usually has
+                # the next item ready by then, so it is taken without a sleep/wake-up pair.
+                time.sleep(0)
+                if items:
+                    continue
                 wait = self._sleep_time(deadline)
                 if wait is not None and wait <= 0:
                     if deadline is not None and time.monotonic() >= deadline:
