@@ -463,20 +463,24 @@ class Session(_Facade):
                                               "openreceiver"))
 
 
-class Sender(_Facade):
-    """``amqpsender``: returned by ``Session.opensender``."""
-
+class _LinkFacade(_Facade):
     __slots__ = ("_session",)
     _core: LinkCore
 
     def __init__(self, session: Session, core: LinkCore) -> None:
-        self._session = session
+        self._session = session  # keeps the session (and connection) alive while used
         self._core = core
         _finalize(self, core)
 
     @property
     def path(self) -> str:
         return self._core.path
+
+
+class Sender(_LinkFacade):
+    """``amqpsender``: returned by ``Session.opensender``."""
+
+    __slots__ = ()
 
     def createtransfer(self, message: Message) -> Transfer:
         """Wrap *message* for one send; nothing goes out until ``sendasync``."""
@@ -487,20 +491,10 @@ class Sender(_Facade):
         return Transfer(self._core, message)
 
 
-class Receiver(_Facade):
+class Receiver(_LinkFacade):
     """``amqpreceiver``: returned by ``Session.openreceiver``."""
 
-    __slots__ = ("_session",)
-    _core: LinkCore
-
-    def __init__(self, session: Session, core: LinkCore) -> None:
-        self._session = session
-        self._core = core
-        _finalize(self, core)
-
-    @property
-    def path(self) -> str:
-        return self._core.path
+    __slots__ = ()
 
 
 class Transfer:
@@ -596,13 +590,7 @@ class Transfer:
         if self.state != Transfer.SENT:
             return
         self.state = Transfer.DONE
-        link = self.link
-        link.in_backend -= 1
-        if link.rt.outbox is not None:
-            with link.rt.lock:
-                self._forget()
-                if link.state == OPEN:
-                    link._pump()
+        self._left_backend()
         callback = self.callback
         if callback is not None:
             self.link.rt.call_user(callback)
@@ -611,15 +599,20 @@ class Transfer:
         if self.state != Transfer.SENT:
             return
         self.state = Transfer.FAILED
+        self._left_backend()  # reported as SENDER_ERROR: its outbox row is not retried
+        link = self.link
+        if link.state != CLOSED:
+            link._emit(ev.SENDER_ERROR, detail or "send failed")
+
+    def _left_backend(self) -> None:
+        """The backend settled or failed this transfer: free its window slot and outbox row."""
         link = self.link
         link.in_backend -= 1
         if link.rt.outbox is not None:
             with link.rt.lock:
-                self._forget()  # reported as SENDER_ERROR: not retried forever
+                self._forget()
                 if link.state == OPEN:
                     link._pump()
-        if link.state != CLOSED:
-            link._emit(ev.SENDER_ERROR, detail or "send failed")
 
     def __repr__(self) -> str:
         names = ("new", "queued", "sent", "done", "failed", "cancelled")
