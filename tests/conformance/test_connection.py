@@ -201,6 +201,8 @@ def test_46_connection_loss_closes_sessions_after_connection(ctx: Ctx) -> None:
 
 
 def test_47_anonymous_url_connects_and_cbs_put_token_answers(ctx: Ctx) -> None:
+    if deviates(ctx, 47):
+        return
     agent = ctx.agent()
     conn, _ = ctx.connect(agent, url=ctx.profile.anonymous_url())
     if not ctx.profile.supports_cbs:

@@ -119,3 +119,35 @@ class RawClient:
 def raw_hub(hub_broker: Mosquitto) -> Iterator[RawClient]:
     with RawClient(hub_broker.port) as client:
         yield client
+
+
+# -- the iothub backend's tests (test_backend*.py) -------------------------------------------------
+# The stand-in's fixtures come from its pytest plugin (imported: pytest_plugins is only allowed
+# in the top-level conftest).
+from bridge.testing.plugin import iothub_standin  # noqa: E402
+from tests.integration.iothub.targets import StandinTarget, Target, TlsHub  # noqa: E402
+
+__all__ = ["iothub_standin"]
+
+
+@pytest.fixture(scope="module")
+def tls_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsHub]:
+    """A private TLS Mosquitto with a paho client playing the hub."""
+    hub = TlsHub(tmp_path_factory.mktemp("iothub-tls-hub")).start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
+
+
+@pytest.fixture
+def standin(iothub_standin: Any) -> StandinTarget:
+    return StandinTarget(iothub_standin)
+
+
+@pytest.fixture(params=["mosquitto", "standin"])
+def target(request: pytest.FixtureRequest) -> Target:
+    """Each test runs against the private TLS broker and against the stand-in."""
+    if request.param == "mosquitto":
+        return request.getfixturevalue("tls_hub")
+    return StandinTarget(request.getfixturevalue("iothub_standin"))
