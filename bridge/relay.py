@@ -3,18 +3,31 @@
 The relay is itself an agent on the contract: for each rule it opens a receiver on the source
 backend and a sender on the target backend. A source delivery is settled (accepted) only after
 the target confirmed the forwarded transfer (AMQP *accepted* / MQTT PUBACK), so a crash or a lost
-target never loses a message; it can duplicate one (counted as ``resent``).
+target never loses a message; it can duplicate one (counted as ``resent`` when the relay sends
+it again after a target loss, ``redelivered`` when a source loss makes the source deliver it
+again).
 
-- Bounded in-flight window per rule; the source's own credit bounds what is held beyond it.
+- Bounded in-flight window per rule. What the source pushes beyond it waits in memory
+  (``waiting``): normally the source's credit, but RabbitMQ 3.x over-grants AMQP credit under
+  load and Mosquitto 2.0 resends a resumed session's whole queue at once (measured).
 - A lost connection is reopened with exponential backoff; transfers that were in flight to a lost
   target are resent once it is back.
-- `Relay.drain` (SIGTERM): stop forwarding new messages, release what was not forwarded, wait for
-  in-flight confirmations, then close — nothing in flight is lost.
+- `Relay.drain` (SIGTERM): stop forwarding, wait for in-flight confirmations (and settle their
+  source deliveries), then close. What was received but not forwarded is never settled: the
+  close hands it back to the source broker (AMQP: requeued; MQTT: kept in the persistent
+  session), so nothing is lost and nothing stays stuck.
+- Connections: one per role (sources / targets), backend and option set (``source_options`` /
+  ``target_options`` of a rule). Sources and targets never share a connection: on one shared
+  AMQP session RabbitMQ's deliveries to the relay queue up in front of the confirmations of
+  what the relay sends (measured: both directions stall), and an AMQP target can then be
+  durable while an AMQP source is not. An MQTT connection gets the stable client id
+  ``<agent_id>-mqtt-source`` / ``-mqtt-target`` (``...2`` for a second option set) unless
+  ``mqtt.client_id`` is set: its persistent session must survive a relay restart.
 - Prometheus metrics on an optional HTTP port; a status line a person can read.
 
-Scaling out: run several relays with the same rules. AMQP sources are competing consumers of a
-queue; MQTT sources should use a shared subscription (``mqtt.shared_group``) so each message
-goes to one relay.
+Scaling out: run several relays with the same rules and different ``agent_id``. AMQP sources are
+competing consumers of a queue; MQTT sources use a shared subscription (``mqtt.shared_group``)
+so each message goes to one relay.
 """
 
 from __future__ import annotations
@@ -42,7 +55,9 @@ class RuleStats:
     forwarded: int = 0
     failed: int = 0
     resent: int = 0
+    redelivered: int = 0  # in flight when the source was lost: the source delivers them again
     released: int = 0
+    waiting_peak: int = 0  # most received-not-forwarded at once (what the source pushed ahead)
     lag_ms_total: float = 0.0
     lag_ms_max: float = 0.0
     last_lag_ms: float = 0.0
@@ -59,12 +74,21 @@ def parse_endpoint(text: str) -> tuple[str, str]:
 
 
 class _Side:
-    """One connection (per backend name) and its session, reopened when lost."""
+    """One connection (per backend and options) and its session, reopened when lost."""
 
-    def __init__(self, relay: Relay, backend: str) -> None:
+    def __init__(self, relay: Relay, role: str, backend: str, options: dict[str, Any],
+                 name: str) -> None:
         self.relay = relay
+        self.role = role
         self.backend = backend
-        self.settings = target_settings(relay.settings, backend, {})
+        self.name = name
+        options = dict(options)
+        if backend == "mqtt" and "client_id" not in options \
+                and relay.settings.mqtt.client_id is None:
+            # The default client id has the connection number, which changes when the side is
+            # reopened: a persistent session (and the messages it holds) would be orphaned.
+            options["client_id"] = f"{relay.settings.agent_id}-{name}"
+        self.settings = target_settings(relay.settings, backend, options)
         self.state = DOWN
         self.connection: Any = None
         self.session: Any = None
@@ -83,7 +107,7 @@ class _Side:
         elif event == "SESSION_OPEN":
             self.state = OPEN
             self.delay = self.relay.settings.relay.reconnect_min_delay
-            log.info("relay: %s connected", self.backend)
+            log.info("relay: %s connected", self.name)
             for forwarder in self.forwarders:
                 forwarder.side_up(self)
         elif event in ("CONNECTION_ERROR", "CONNECTION_CLOSED", "SESSION_ERROR",
@@ -102,7 +126,7 @@ class _Side:
             forwarder.side_down(self)
         if self.relay.draining:
             return
-        log.warning("relay: %s connection lost (%s); reconnecting in %.1fs", self.backend,
+        log.warning("relay: %s connection lost (%s); reconnecting in %.1fs", self.name,
                     detail, self.delay)
         self.relay.agent.imp.wakeup(self.delay, self._reconnect)
         self.delay = min(self.delay * 2, self.relay.settings.relay.reconnect_max_delay)
@@ -143,8 +167,10 @@ class _Forwarder:
             self.sender = None
             self._requeue_inflight()
         if side is self.source_side:
-            # Their settlement is impossible now: the source broker redelivers them.
+            # Their settlement is impossible now: the source broker redelivers them (those in
+            # flight may reach the target twice).
             self.receiver = None
+            self.stats.redelivered += len(self.inflight)
             self.pending.clear()
             self.inflight.clear()
 
@@ -186,18 +212,16 @@ class _Forwarder:
 
     # -- forwarding -------------------------------------------------------------------------
     def _deliveries(self, deliveries: list[Delivery]) -> None:
+        # While draining they are held, not released: a release makes RabbitMQ redeliver at
+        # once to this same receiver (and MQTT redelivers locally); the close returns them.
         now = time.monotonic()
-        if self.relay.draining:
-            for delivery in deliveries:
-                delivery.release()
-                self.stats.released += 1
-            return
         self.pending.extend((delivery, now) for delivery in deliveries)
+        self.stats.waiting_peak = max(self.stats.waiting_peak, len(self.pending))
         self._pump()
 
     def _pump(self) -> None:
         sender = self.sender
-        if sender is None or not sender.isopen():
+        if sender is None or self.relay.draining or not sender.isopen():
             return
         while self.pending and len(self.inflight) < self.window:
             delivery, arrived = self.pending.popleft()
@@ -220,12 +244,6 @@ class _Forwarder:
         stats.recent.append(time.monotonic())
         self._pump()
 
-    def release_pending(self) -> None:
-        while self.pending:
-            delivery, _ = self.pending.popleft()
-            delivery.release()
-            self.stats.released += 1
-
     def rate(self) -> float:
         recent = self.stats.recent
         if len(recent) < 2:
@@ -243,11 +261,11 @@ class Relay:
         self.settings = settings
         self.agent = Agent(settings)
         self.draining = False
-        self.sides: dict[str, _Side] = {}
+        self.sides: dict[tuple[str, str, str], _Side] = {}
         self.forwarders: list[_Forwarder] = []
         for rule in settings.relay.rules:
-            source = self._side(parse_endpoint(rule.source)[0])
-            target = self._side(parse_endpoint(rule.target)[0])
+            source = self._side("source", parse_endpoint(rule.source)[0], rule.source_options)
+            target = self._side("target", parse_endpoint(rule.target)[0], rule.target_options)
             forwarder = _Forwarder(self, rule, source, target)
             source.forwarders.append(forwarder)
             if target is not source:
@@ -257,15 +275,31 @@ class Relay:
         self._drain_requested = threading.Event()
         self._started = time.monotonic()
 
-    def _side(self, backend: str) -> _Side:
-        side = self.sides.get(backend)
+    def _side(self, role: str, backend: str, options: dict[str, Any]) -> _Side:
+        key = (role, backend, repr(sorted(options.items())))
+        side = self.sides.get(key)
         if side is None:
-            side = self.sides[backend] = _Side(self, backend)
+            same = sum(1 for r, b, _ in self.sides if (r, b) == (role, backend))
+            name = f"{backend}-{role}{same + 1 if same else ''}"
+            side = self.sides[key] = _Side(self, role, backend, options, name)
         return side
+
+    def _check_sources(self) -> None:
+        """Warn about sources that cannot keep what the relay holds when it stops."""
+        for forwarder in self.forwarders:
+            side = forwarder.source_side
+            mqtt = getattr(side.settings, "mqtt", None)
+            if side.backend == "mqtt" and mqtt is not None and (
+                    mqtt.clean_start or (mqtt.protocol == "5" and not mqtt.session_expiry)):
+                log.warning("relay %s: the MQTT source has no persistent session (set "
+                            "mqtt.clean_start = false and mqtt.session_expiry > 0): messages "
+                            "received but not forwarded when the relay stops or loses the "
+                            "connection are lost", forwarder.name)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         """Open every connection (call on the thread that will run the relay)."""
+        self._check_sources()
         for side in self.sides.values():
             side.open()
         port = self.settings.relay.metrics_port
@@ -287,8 +321,6 @@ class Relay:
 
     def _drain(self) -> None:
         self.draining = True
-        for forwarder in self.forwarders:
-            forwarder.release_pending()
         timeout = self.settings.relay.drain_timeout
         drained = self.agent.run_until(
             lambda: all(not f.inflight for f in self.forwarders), timeout)
@@ -296,6 +328,10 @@ class Relay:
             left = sum(len(f.inflight) for f in self.forwarders)
             log.warning("relay: %d message(s) still unconfirmed after %.0fs; they stay "
                         "unsettled at the source and will be redelivered", left, timeout)
+        held = sum(len(f.pending) for f in self.forwarders)
+        if held:
+            log.info("relay: %d received message(s) not forwarded go back to the source",
+                     held)
         log.info("relay: %s", self.status_line())
         if self._metrics is not None:
             self._metrics.shutdown()
@@ -311,9 +347,10 @@ class Relay:
         for f in self.forwarders:
             s = f.stats
             parts.append(f"{f.name}: forwarded {s.forwarded} ({f.rate():.0f}/s), in flight "
-                         f"{len(f.inflight)}, waiting {len(f.pending)}, failed {s.failed}, "
-                         f"resent {s.resent}")
-        sides = ", ".join(f"{name} {side.state}" for name, side in self.sides.items())
+                         f"{len(f.inflight)}, waiting {len(f.pending)} (peak {s.waiting_peak}), "
+                         f"failed {s.failed}, resent {s.resent}, redelivered "
+                         f"{s.redelivered}")
+        sides = ", ".join(f"{side.name} {side.state}" for side in self.sides.values())
         return "; ".join(parts) + f" | {sides}"
 
     def _status(self) -> None:
@@ -337,6 +374,12 @@ class Relay:
                   "# TYPE bridge_relay_resent_total counter"]
         for f in self.forwarders:
             lines.append(f'bridge_relay_resent_total{{rule="{f.name}"}} {f.stats.resent}')
+        lines += ["# HELP bridge_relay_redelivered_total Messages in flight when the source was "
+                  "lost (delivered again by the source).",
+                  "# TYPE bridge_relay_redelivered_total counter"]
+        for f in self.forwarders:
+            lines.append(f'bridge_relay_redelivered_total{{rule="{f.name}"}} '
+                         f'{f.stats.redelivered}')
         lines += ["# HELP bridge_relay_in_flight Messages sent and not yet confirmed.",
                   "# TYPE bridge_relay_in_flight gauge"]
         for f in self.forwarders:
@@ -352,8 +395,9 @@ class Relay:
                          f'{f.stats.last_lag_ms / 1000:.6f}')
         lines += ["# HELP bridge_relay_connection_up 1 when the side's connection is open.",
                   "# TYPE bridge_relay_connection_up gauge"]
-        for name, side in self.sides.items():
-            lines.append(f'bridge_relay_connection_up{{backend="{name}"}} '
+        for side in self.sides.values():
+            lines.append(f'bridge_relay_connection_up{{connection="{side.name}",'
+                         f'backend="{side.backend}",role="{side.role}"}} '
                          f'{1 if side.state == OPEN else 0}')
         return "\n".join(lines) + "\n"
 

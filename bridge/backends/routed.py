@@ -27,6 +27,7 @@ from bridge.backends.base import (
     load_backend,
 )
 from bridge.contract.message import Message
+from bridge.errors import AddressError
 from bridge.routing import route_for, target_settings
 from bridge.shadow import ShadowMonitor, monitor_for
 
@@ -228,6 +229,11 @@ class RoutedBackend:
         with self._lock:
             target.state = "failed"
             if target.shadow:
+                # Its links are gone with it: later sends are counted as skipped instead of
+                # vanishing into a closed backend.
+                for proxy in self._shadow_links.values():
+                    if proxy.target is target:
+                        proxy.open = False
                 self.monitor.shadow_problem(f"connection: {detail}")
                 return
             if self._failed:
@@ -297,17 +303,33 @@ class RoutedBackend:
         return primary, route.match, shadow
 
     def validate_path(self, role: str, path: str) -> None:
-        primary, _, shadow = self._route(path)
-        for target in (primary, shadow):
-            validate = getattr(target.backend, "validate_path", None) if target else None
-            if validate is not None:
-                validate(role, path)
+        # Only the primary may refuse a path: a shadow that cannot carry it (e.g. MQTT refuses
+        # '+' and '#', which AMQP queue names may contain) is skipped for that link instead.
+        primary, _, _ = self._route(path)
+        validate = getattr(primary.backend, "validate_path", None)
+        if validate is not None:
+            validate(role, path)
+
+    @staticmethod
+    def _shadow_refuses(shadow: _Target, role: str, path: str) -> str | None:
+        validate = getattr(shadow.backend, "validate_path", None)
+        if validate is None:
+            return None
+        try:
+            validate(role, path)
+        except AddressError as exc:
+            return str(exc)
+        return None
 
     def open_link(self, link: LinkHandle) -> None:
         primary, route, shadow = self._route(link.path)
         proxy = _LinkProxy(link, primary.session_proxy(link.session), primary, route)
         link.backend_state = proxy
         primary.backend.open_link(proxy)
+        if shadow is not None and (refused := self._shadow_refuses(shadow, link.role,
+                                                                   link.path)) is not None:
+            self.monitor.shadow_problem(f"{link.role} {link.path}: {refused}", route)
+            shadow = None  # its sends are counted as skipped
         if shadow is not None:
             shadow_proxy = _LinkProxy(link, shadow.session_proxy(link.session), shadow, route)
             with self._lock:

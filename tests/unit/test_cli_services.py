@@ -64,7 +64,7 @@ target = "memory:/out"
     process = subprocess.Popen([*BRIDGE, "relay"], stderr=subprocess.PIPE, text=True, env=env)
     assert process.stderr is not None
     for line in process.stderr:
-        if "relay:" in line and "memory open" in line:
+        if "relay:" in line and "memory-source open" in line:
             break  # connected and reporting
     process.send_signal(signal.SIGTERM)
     rest = process.stderr.read()

@@ -51,7 +51,7 @@ def install() -> None:
         for name, ident in table.items():
             name_of[ident] = name  # paho's scan keeps the last name for an identifier
 
-        def init(self: Properties, packetType: int) -> None:  # noqa: N803 (paho's name)
+        def init(self: Properties, packetType: int) -> None:
             object.__setattr__(self, "packetType", packetType)
             object.__setattr__(self, "types", shared_types)
             object.__setattr__(self, "names", shared_names)
