@@ -48,6 +48,7 @@ from bridge.backends.iothub import cbs, codec, sas
 from bridge.backends.iothub.identity import Identity, mqtt_username, plan_for
 from bridge.backends.iothub.topics import Route, RouteKind, route_for_path
 from bridge.backends.mqtt import reasons
+from bridge.backends.mqtt.callbacks import PahoCallbacks
 from bridge.backends.mqtt.inbound import InboundOptions, Inbox, Token
 from bridge.backends.mqtt.outbound import Outbound, Outgoing
 from bridge.backends.mqtt.stats import Stats
@@ -85,7 +86,7 @@ class _CbsReply:
     __slots__ = ()
 
 
-class IoTHubBackend:
+class IoTHubBackend(PahoCallbacks):
     def __init__(self, context: BackendContext) -> None:
         settings = context.settings.iothub
         self.settings = settings
@@ -149,9 +150,7 @@ class IoTHubBackend:
                               clean_start=self.settings.clean_session, username=None,
                               password=None, connect_timeout=self.settings.connect_timeout,
                               tls=tls)
-        client.on_message = self._on_message
-        client.on_publish = self._on_publish
-        client.on_subscribe = self._on_subscribe
+        self._install_paho_callbacks(client)
         return client
 
     def _before_attempt(self, client: paho.Client) -> None:
@@ -549,29 +548,6 @@ class IoTHubBackend:
     def on_turn(self) -> None:
         self.outbound.pump()
 
-    # -- paho callbacks (driver thread, inside loop_read) ----------------------------------------
-    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        try:
-            self.inbox.on_message(msg)
-        except Exception:
-            log.exception("MQTT message %d on %r could not be handed over; acknowledged and "
-                          "dropped", msg.mid, msg.topic)
-            if msg.qos:
-                client.ack(msg.mid, msg.qos)
-
-    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason_code: Any,
-                    properties: Any) -> None:
-        try:
-            self.outbound.on_publish(mid, reason_code)
-        except Exception:
-            log.exception("MQTT publish confirmation %d failed", mid)
-
-    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int,
-                      reason_codes: list[Any], properties: Any) -> None:
-        try:
-            self.inbox.on_suback(mid, reason_codes)
-        except Exception:
-            log.exception("MQTT SUBACK %d failed", mid)
 
 
 def _same(a: Identity, b: Identity) -> bool:

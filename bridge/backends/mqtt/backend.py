@@ -30,10 +30,12 @@ from bridge.backends.base import (
     TransferHandle,
 )
 from bridge.backends.mqtt import codec, reasons
+from bridge.backends.mqtt.callbacks import PahoCallbacks
 from bridge.backends.mqtt.endpoint import (
     client_id_for,
     logical_credentials,
     parse_broker_url,
+    plaintext_credentials_problem,
 )
 from bridge.backends.mqtt.inbound import InboundOptions, Inbox
 from bridge.backends.mqtt.mapping import Route, compile_rules, map_path
@@ -59,7 +61,7 @@ def live_backends(agent_id: str | None = None) -> list[MQTTBackend]:
     return [b for b in list(_live) if agent_id is None or b.agent_id == agent_id]
 
 
-class MQTTBackend:
+class MQTTBackend(PahoCallbacks):
     def __init__(self, context: BackendContext) -> None:
         settings = context.settings.mqtt
         self.settings = settings
@@ -85,7 +87,8 @@ class MQTTBackend:
             self.events, self.stats, self.outbound,
             InboundOptions(v5=self.v5, qos=settings.qos, release_delay=settings.release_delay,
                            max_delivery_count=settings.max_delivery_count,
-                           dead_letter_topic=settings.dead_letter_topic),
+                           dead_letter_topic=settings.dead_letter_topic,
+                           shared_group=settings.shared_group, hold_resumed=True),
             self._decode, self.driver.call_later, lambda: self.driver.epoch)
 
     def __repr__(self) -> str:
@@ -130,9 +133,7 @@ class MQTTBackend:
         client = build_client(endpoint=self.endpoint, client_id=self.client_id, v5=self.v5,
                               clean_start=s.clean_start, username=username, password=password,
                               connect_timeout=s.connect_timeout, tls=tls)
-        client.on_message = self._on_message
-        client.on_publish = self._on_publish
-        client.on_subscribe = self._on_subscribe
+        self._install_paho_callbacks(client)
         return client
 
     # -- codec -----------------------------------------------------------------------------------
@@ -169,6 +170,14 @@ class MQTTBackend:
 
     # -- Backend commands (any thread; never block) ----------------------------------------------
     def open(self) -> None:
+        # Decided before the driver starts: a refused connection never opens a socket.
+        problem = plaintext_credentials_problem(
+            self.endpoint, self._credentials()[1],
+            allowed=self.settings.allow_plaintext_credentials)
+        if problem is not None:
+            log.error("MQTT connection %s not attempted: %s", self.client_id, problem)
+            self.events.connection_error(problem)
+            return
         _live.add(self)
         self.driver.start()
 
@@ -262,30 +271,6 @@ class MQTTBackend:
     def on_turn(self) -> None:
         self.outbound.pump()
 
-    # paho callbacks (driver thread, inside loop_read)
-    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        try:
-            self.inbox.on_message(msg)
-        except Exception:
-            # a bug, not a protocol event: acknowledge so it cannot hold the receive window
-            log.exception("MQTT message %d on %r could not be handed over; acknowledged and "
-                          "dropped", msg.mid, msg.topic)
-            if msg.qos:
-                client.ack(msg.mid, msg.qos)
-
-    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason_code: Any,
-                    properties: Any) -> None:
-        try:
-            self.outbound.on_publish(mid, reason_code)
-        except Exception:
-            log.exception("MQTT publish confirmation %d failed", mid)
-
-    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int,
-                      reason_codes: list[Any], properties: Any) -> None:
-        try:
-            self.inbox.on_suback(mid, reason_codes)
-        except Exception:
-            log.exception("MQTT SUBACK %d failed", mid)
 
 
 def _properties_size(props: Any) -> int:
