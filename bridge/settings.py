@@ -22,6 +22,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -90,6 +91,13 @@ class RelayRule(_Section):
     target: str = Field(pattern=r"^[A-Za-z0-9_-]+:.+", description="Where they go, e.g. "
                         "mqtt:/devices/d1/messages/events.")
     window: int = Field(0, ge=0, description="In-flight window of this rule (0: relay.window).")
+    source_options: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the source backend's section for this "
+                                          "rule's source connection, e.g. {clean_start = false}.")
+    target_options: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the target backend's section for this "
+                                          "rule's target connection, e.g. {durable = true} for "
+                                          "an AMQP target that must survive a broker restart.")
 
 
 class RelaySettings(_Section):
@@ -181,6 +189,10 @@ class MQTTSettings(_Section):
     insecure: bool = Field(False, validate_default=True,
                            description="Explicit opt-in to weaker TLS: skip the host-name check "
                                        "(and allows verify = false).")
+    allow_plaintext_credentials: bool = Field(
+        False, description="Allow a password over unencrypted mqtt:// or ws:// to a host that is "
+                           "not loopback (127.0.0.0/8, ::1, localhost). Off: such a connection is "
+                           "refused with CONNECTION_ERROR before anything is sent.")
     clean_start: bool = Field(True, description="Start a clean MQTT session (3.1.1: clean "
                                                 "session). false + session_expiry keeps "
                                                 "subscriptions and queued messages across "
@@ -230,6 +242,11 @@ class MQTTSettings(_Section):
                                                             "counted).")
     connect_timeout: float = Field(10.0, gt=0, description="Seconds for TCP/TLS connect and for "
                                                            "the CONNACK.")
+    shared_group: str | None = Field(None, description="Subscribe receivers as the shared "
+                                                       "subscription $share/<group>/<filter>: "
+                                                       "the broker gives each message to one "
+                                                       "client of the group (scaling out "
+                                                       "`bridge relay`). Senders are unaffected.")
 
     @field_validator("url")
     @classmethod
@@ -267,6 +284,14 @@ class MQTTSettings(_Section):
                 raise ValueError(problem)
         return value
 
+    @field_validator("shared_group")
+    @classmethod
+    def _valid_shared_group(cls, value: str | None) -> str | None:
+        # MQTT 5, 4.8.2: a ShareName is at least one character and contains no /, + or #.
+        if value is not None and (not value or any(c in value for c in "/+#\x00")):
+            raise ValueError("must be a non-empty name without '/', '+', '#' or NUL")
+        return value
+
     @field_validator("insecure")
     @classmethod
     def _insecure_is_explicit(cls, value: bool, info: Any) -> bool:
@@ -298,8 +323,14 @@ class AMQPSettings(_Section):
                     "ANONYMOUS is left out (PLAIN is used; never a silent anonymous login), "
                     "without them PLAIN is left out (ANONYMOUS: what IoT Hub's CBS flow "
                     "needs).")
-    allow_insecure_plain: bool = Field(True, description="Allow SASL PLAIN on an amqp:// "
-                                                         "(unencrypted) connection.")
+    allow_insecure_plain: bool = Field(True, description="Let proton offer SASL PLAIN on an "
+                                                         "amqp:// (unencrypted) connection at "
+                                                         "all (to a non-loopback host it also "
+                                                         "needs allow_plaintext_credentials).")
+    allow_plaintext_credentials: bool = Field(
+        False, description="Allow a password over unencrypted amqp:// to a host that is not "
+                           "loopback (127.0.0.0/8, ::1, localhost). Off: such a connection is "
+                           "refused with CONNECTION_ERROR before anything is sent.")
     virtual_host: str | None = Field(None, description="Hostname sent in the AMQP open frame "
                                                        "(RabbitMQ: vhost:NAME); default: the "
                                                        "URL's host.")
@@ -322,6 +353,12 @@ class AMQPSettings(_Section):
     connect_timeout: float = Field(10.0, gt=0, description="Seconds from openconnection to "
                                                            "the broker's open frame before "
                                                            "CONNECTION_ERROR.")
+    durable: bool = Field(False, description="Send messages durable and attach links with "
+                                             "durable termini (RabbitMQ: durable queues, "
+                                             "persistent messages), so both survive a broker "
+                                             "restart. RabbitMQ refuses a link whose durability "
+                                             "differs from the existing queue's: every client "
+                                             "of a queue must agree.")
 
     @field_validator("url")
     @classmethod
@@ -340,6 +377,97 @@ class AMQPSettings(_Section):
             raise ValueError("must be space-separated upper-case SASL mechanism names, "
                              "e.g. 'ANONYMOUS PLAIN'")
         return " ".join(names)
+
+
+class IoTHubSettings(_Section):
+    """The Azure IoT Hub backend: AMQP agent code (CBS put-token included) over IoT Hub's MQTT
+    device surface (paho-mqtt 2.x). See docs/backends/iothub.md."""
+
+    connection_string: SecretStr | None = Field(
+        None, description="Device or module connection string (HostName;DeviceId[;ModuleId];"
+                          "SharedAccessKey[Name] or SharedAccessSignature[;GatewayHostName]). "
+                          "With a key the bridge signs its own tokens; without any credential "
+                          "the agent code's CBS put-token authenticates.")
+    hostname: str | None = Field(None, description="IoT Hub host name (SAS audience, MQTT user "
+                                                   "name); default: the host of the URL given "
+                                                   "to amqp.openconnection.")
+    device_id: str | None = Field(None, description="Device id; default: from the connection "
+                                                    "string, else from the first put-token's "
+                                                    "name.")
+    module_id: str | None = Field(None, description="Module id (IoT Edge module identity).")
+    shared_access_key: SecretStr | None = Field(
+        None, description="Device (or policy) key: the bridge connects at once and renews its "
+                          "own tokens; put-tokens are then verified against it.")
+    shared_access_key_name: str | None = Field(None, description="Shared access policy name "
+                                                                 "when shared_access_key is a "
+                                                                 "policy key (tokens get skn).")
+    gateway_host: str | None = Field(None, description="Host the TCP/TLS connection goes to "
+                                                       "(IoT Edge, a local stand-in); default: "
+                                                       "GatewayHostName, else the hub.")
+    port: int | None = Field(None, ge=1, le=65535, description="TCP port; default 8883 (443 "
+                                                              "with websockets).")
+    websockets: bool = Field(False, description="MQTT over WebSockets (wss, path "
+                                                "/$iothub/websocket).")
+    ca_file: Path | None = Field(None, description="CA bundle that signs the hub's (gateway's) "
+                                                   "certificate; default: the system's.")
+    token_ttl: int = Field(3600, ge=2, le=365 * 86400,
+                           description="Lifetime (s) of the tokens the bridge signs itself; it "
+                                       "reconnects with a fresh one before expiry.")
+    api_version: str = Field("2021-04-12", min_length=1, pattern=r"^[0-9A-Za-z._-]+$",
+                             description="api-version in the MQTT user name.")
+    device_client_type: str | None = Field(
+        None, description="DeviceClientType (user agent) in the MQTT user name; default "
+                          "amqp-mqtt-bridge/<version>; an empty string leaves it out.")
+    keepalive: int = Field(60, ge=1, le=1177, description="MQTT keep-alive (s); IoT Hub allows "
+                                                           "at most 1177.")
+    clean_session: bool = Field(False, description="MQTT clean session; false (the SDKs' "
+                                                   "choice) keeps subscriptions and queued "
+                                                   "cloud-to-device messages across reconnects.")
+    reconnect: Literal["off", "auto"] = Field(
+        "off", description="Connection loss (not token expiry): off ends the connection with "
+                           "CONNECTION_ERROR as AMQP did; auto reconnects with backoff and keeps "
+                           "objects open.")
+    reconnect_min_delay: float = Field(0.5, gt=0, description="First reconnect delay ceiling (s).")
+    reconnect_max_delay: float = Field(30.0, gt=0, description="Largest reconnect delay (s).")
+    reconnect_max_attempts: int = Field(0, ge=0, description="Failed reconnect attempts in a row "
+                                                             "before CONNECTION_ERROR; 0 = "
+                                                             "forever.")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds for TCP/TLS connect and for "
+                                                           "the CONNACK.")
+    max_inflight: int = Field(20, ge=1, le=65535, description="Unacknowledged D2C publishes in "
+                                                              "flight (the sender's credit).")
+    buffer_limit: int = Field(10_000, ge=0, description="Sends held while the connection is down "
+                                                        "(renewal, reconnect); beyond it a send "
+                                                        "fails with SENDER_ERROR.")
+    release: Literal["redeliver", "complete"] = Field(
+        "redeliver", description="release() of a C2D message: redeliver (PUBACK withheld, the "
+                                 "bridge redelivers after release_delay, up to "
+                                 "max_delivery_count) or complete (PUBACK and a warning). "
+                                 "reject() always completes with a warning.")
+    release_delay: float = Field(1.0, ge=0, description="Delay (s) before a released C2D "
+                                                        "message is redelivered.")
+    max_delivery_count: int = Field(10, ge=1, le=100, description="Deliveries of one C2D "
+                                                                  "message before a release "
+                                                                  "completes it (IoT Hub's "
+                                                                  "default is 10).")
+    type_hints: bool = Field(False, description="Between two bridges: add x-amqp-types / "
+                                                "x-amqp-body application properties so property "
+                                                "types and the body kind survive the string-only "
+                                                "property bag.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IoTHubSettings:
+        from bridge.backends.iothub.identity import check_settings
+
+        check_settings(self)  # ValueError naming every problem, never a secret
+        return self
+
+    @field_validator("reconnect_max_delay")
+    @classmethod
+    def _delays_ordered(cls, value: float, info: Any) -> float:
+        if value < info.data.get("reconnect_min_delay", 0):
+            raise ValueError("must not be smaller than reconnect_min_delay")
+        return value
 
 
 class Settings(BaseSettings):
@@ -378,6 +506,7 @@ class Settings(BaseSettings):
     memory: MemorySettings = Field(default_factory=MemorySettings)
     mqtt: MQTTSettings = Field(default_factory=MQTTSettings)
     amqp: AMQPSettings = Field(default_factory=AMQPSettings)
+    iothub: IoTHubSettings = Field(default_factory=IoTHubSettings)
 
     def __init__(self, **values: Any) -> None:
         try:

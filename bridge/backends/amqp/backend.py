@@ -86,9 +86,10 @@ class AMQPBackend:
 
     # -- transfers and deliveries ---------------------------------------------------------------
     def send(self, transfer: TransferHandle) -> None:
-        if not self._submit(self._handler.cmd_send, transfer):
-            self.events.transfer_failed(transfer, "amqp:connection:forced: the connection "
-                                                  "is closed")
+        # Not accepted once the reactor has ended: the connection's end is reported by itself
+        # (or the contract closed it), and the transfer stays unsettled like those in flight
+        # at the loss, so a durable-outbox row is resent rather than deleted as refused.
+        self._submit(self._handler.cmd_send, transfer)
 
     def cancel(self, transfer: TransferHandle) -> None:
         if self._reactor is not None:

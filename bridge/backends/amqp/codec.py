@@ -4,17 +4,27 @@ The received-value mapping is imp's (imp-amqp-api.md §3.1): null, bool, every i
 float/double, string, symbol -> str, binary -> bytes, list/array -> list, map -> dict. Any other
 AMQP type (uuid, timestamp, decimal*, char, described) becomes the string
 ``"Unhandled message body type <TYPE>"`` in a body and makes an application property be left
-out (statements 30, 32, 33). Nothing here raises on received data.
+out (statements 30, 32, 33). Nothing here raises on received data, except `decode_message` on
+bytes that are not an AMQP message at all.
+
+What imp would silently drop or map (an unsupported type, a property left out, a body made of
+several or unexpected sections) is also noted as a *problem* while `collect_problems` is active,
+so the receiving side can report malformed traffic (a warning and a counter) without the codec
+doing any logging itself.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from proton import (
     UNDESCRIBED,
     Array,
+    Data,
     Described,
     char,
     decimal32,
@@ -37,6 +47,28 @@ _UNSUPPORTED_SUBTYPES: tuple[tuple[type, str], ...] = (
     (decimal128, "decimal128"),
     (char, "char"),
 )
+
+
+_problems = threading.local()
+_MAX_PROBLEMS = 8  # per message: enough to say what is wrong, bounded for hostile input
+
+
+@contextlib.contextmanager
+def collect_problems() -> Iterator[list[str]]:
+    """Collect, on this thread, what the decoding functions had to drop or map (see module doc)."""
+    found: list[str] = []
+    previous = getattr(_problems, "found", None)
+    _problems.found = found
+    try:
+        yield found
+    finally:
+        _problems.found = previous
+
+
+def _problem(text: str) -> None:
+    found = getattr(_problems, "found", None)
+    if found is not None and len(found) < _MAX_PROBLEMS:
+        found.append(text)
 
 
 class Unhandled:
@@ -86,7 +118,11 @@ def from_amqp(value: Any) -> Any:
 
 def _body_item(value: Any) -> Any:
     converted = from_amqp(value)
-    return converted.text() if isinstance(converted, Unhandled) else converted
+    if isinstance(converted, Unhandled):
+        _problem(f"the body holds a value of AMQP type {converted.type_name}, given as "
+                 f"{converted.text()!r}")
+        return converted.text()
+    return converted
 
 
 def _map_key(value: Any) -> Any:
@@ -94,6 +130,7 @@ def _map_key(value: Any) -> Any:
     try:
         hash(key)
     except TypeError:  # AMQP allows a list as a map key; a dict cannot hold one
+        _problem("the body holds a map with a list or map as a key, given as its repr()")
         return repr(key)
     return key
 
@@ -110,11 +147,24 @@ def properties_from_amqp(properties: dict[Any, Any] | None) -> dict[str, Any]:
     too, so every kept value is an int, float, bool, str or bytes.
     """
     kept: dict[str, Any] = {}
-    for key, value in (properties or {}).items():
+    if properties is None:
+        return kept
+    if not isinstance(properties, dict):
+        _problem(f"the application-properties section is a {type(properties).__name__}, not a "
+                 f"map: no properties delivered")
+        return kept
+    for key, value in properties.items():
         if not isinstance(key, str) or isinstance(key, char):
+            _problem(f"an application property key of type {type(key).__name__} (not a "
+                     f"string) was left out")
             continue
         converted = from_amqp(value)
-        if converted is None or isinstance(converted, Unhandled | list | dict):
+        if converted is None:
+            continue  # null: nothing to deliver, and a legal AMQP value
+        if isinstance(converted, Unhandled | list | dict):
+            kind = converted.type_name if isinstance(converted, Unhandled) else \
+                type(converted).__name__
+            _problem(f"application property {str(key)[:64]!r} of type {kind} was left out")
             continue
         kept[str(key)] = converted
     return kept
@@ -131,6 +181,162 @@ def message_from_proton(message: ProtonMessage) -> Message:
     if message.inferred and isinstance(body, bytes | bytearray | memoryview):
         return Message(bytes(body), properties, BodyKind.DATA)
     return Message(body_from_amqp(body), properties, BodyKind.VALUE)
+
+
+# -- the sections of a received message ----------------------------------------------------------
+
+HEADER, DELIVERY_ANNOTATIONS, MESSAGE_ANNOTATIONS, PROPERTIES, APPLICATION_PROPERTIES = \
+    0x70, 0x71, 0x72, 0x73, 0x74
+DATA, AMQP_SEQUENCE, AMQP_VALUE, FOOTER = 0x75, 0x76, 0x77, 0x78
+_SECTION_NAMES = {
+    "amqp:header:list": HEADER, "amqp:delivery-annotations:map": DELIVERY_ANNOTATIONS,
+    "amqp:message-annotations:map": MESSAGE_ANNOTATIONS, "amqp:properties:list": PROPERTIES,
+    "amqp:application-properties:map": APPLICATION_PROPERTIES, "amqp:data:binary": DATA,
+    "amqp:amqp-sequence:list": AMQP_SEQUENCE, "amqp:amqp-value:*": AMQP_VALUE,
+    "amqp:footer:map": FOOTER,
+}
+# Bytes of a fixed-width value by the high nibble of its constructor (AMQP 1.0, 1.2).
+_FIXED_WIDTH = {0x4: 0, 0x5: 1, 0x6: 2, 0x7: 4, 0x8: 8, 0x9: 16}
+
+
+def _skip_value(raw: bytes, pos: int, depth: int = 0) -> int:
+    """The offset just past the encoded value at *pos*; ValueError if it is not one."""
+    if pos >= len(raw) or depth > 4:
+        raise ValueError("truncated or nested too deeply")
+    code = raw[pos]
+    pos += 1
+    if code == 0x00:  # described: descriptor, then the value
+        return _skip_value(raw, _skip_value(raw, pos, depth + 1), depth + 1)
+    width = _FIXED_WIDTH.get(code >> 4)
+    if width is not None:
+        end = pos + width
+    elif code >> 4 in (0xA, 0xC, 0xE):  # variable, compound, array: one-byte size
+        end = pos + 1 + raw[pos] if pos < len(raw) else len(raw) + 1
+    elif code >> 4 in (0xB, 0xD, 0xF):  # ... four-byte size
+        if pos + 4 > len(raw):
+            raise ValueError("truncated")
+        end = pos + 4 + int.from_bytes(raw[pos:pos + 4], "big")
+    else:
+        raise ValueError(f"no AMQP type has the constructor 0x{code:02x}")
+    if end > len(raw):
+        raise ValueError("truncated")
+    return end
+
+
+def _section_code(raw: bytes, pos: int) -> tuple[int | None, int]:
+    """(section code or None if unknown, offset of its value) of the section at *pos*."""
+    if raw[pos] != 0x00:
+        raise ValueError(f"byte {pos} starts no described section (constructor "
+                         f"0x{raw[pos]:02x})")
+    kind = raw[pos + 1] if pos + 1 < len(raw) else -1
+    if kind == 0x53 and pos + 2 < len(raw):  # smallulong, the usual form
+        return raw[pos + 2], pos + 3
+    if kind == 0x80:  # ulong
+        return int.from_bytes(raw[pos + 2:pos + 10], "big"), pos + 10
+    value_at = _skip_value(raw, pos + 1)
+    if kind in (0xA3, 0xB3):  # a symbol descriptor
+        start = pos + (3 if kind == 0xA3 else 6)
+        return _SECTION_NAMES.get(raw[start:value_at].decode("ascii", "replace")), value_at
+    return None, value_at
+
+
+def sections(raw: bytes) -> list[tuple[int | None, int, int]]:
+    """(section code, value start, value end) of each top-level section of an encoded message.
+
+    Only the sizes in the encoding are followed (nothing is copied or decoded), so this is cheap
+    next to proton's own decoding. ValueError if *raw* is not a sequence of described sections.
+    """
+    found: list[tuple[int | None, int, int]] = []
+    pos = 0
+    while pos < len(raw):
+        code, value_at = _section_code(raw, pos)
+        end = _skip_value(raw, value_at)
+        found.append((code if code is None or 0x70 <= code <= 0x78 else None, value_at, end))
+        pos = end
+    return found
+
+
+def _binary_at(raw: bytes, start: int, end: int) -> bytes:
+    header = {0xA0: 2, 0xB0: 5}.get(raw[start])
+    if header is None:
+        raise ValueError("a data section that does not hold binary")
+    return raw[start + header:end]
+
+
+def _list_at(raw: bytes, start: int, end: int) -> list[Any]:
+    data = Data()
+    data.decode(raw[start:end])
+    data.next()
+    value = data.get_object()
+    if not isinstance(value, list):
+        raise ValueError("an amqp-sequence section that does not hold a list")
+    return value
+
+
+# proton's decoder holds at most 65,535 values per message and silently drops the rest of a
+# larger body (a 40,000-entry map arrives with 32,767 entries). A value takes at least one byte,
+# so only a body section that large can have lost anything.
+_PROTON_VALUE_LIMIT = 65_535
+_NEAR_LIMIT = 65_000
+
+
+def _values_at_least(value: Any, limit: int) -> int:
+    """How many AMQP values *value* holds, counting up to *limit* (iterative: no recursion)."""
+    count, stack = 0, [value]
+    while stack and count < limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, Array):
+            stack.extend(item.elements)
+    return count
+
+
+def decode_message(raw: bytes) -> Message:
+    """A received transfer's bytes as a bridge `Message`, noting problems (`collect_problems`).
+
+    Raises ValueError (or proton's error) only when *raw* is not an AMQP message at all; such a
+    delivery is rejected by the handler. The body rules of AMQP 1.0 (3.2): one or more data
+    sections (delivered as their concatenation - proton alone would keep only the last), one or
+    more amqp-sequence sections (one list), or exactly one amqp-value. Other layouts are
+    delivered as proton reads them and reported.
+    """
+    layout = sections(raw)
+    received = ProtonMessage()
+    received.decode(raw)
+    message = message_from_proton(received)
+    codes = [code for code, _, _ in layout]
+    body = [(code, start, end) for code, start, end in layout
+            if code in (DATA, AMQP_SEQUENCE, AMQP_VALUE)]
+    kinds = {code for code, _, _ in body}
+    if any(end - start >= _NEAR_LIMIT for code, start, end in body if code != DATA) \
+            and _values_at_least(received.body, _NEAR_LIMIT) >= _NEAR_LIMIT:
+        _problem(f"the body holds about {_PROTON_VALUE_LIMIT:,} values or more, the most proton "
+                 f"decodes in one message: what is past that was dropped")
+    if None in codes:
+        _problem("the message has a section of an unknown kind (ignored)")
+    if not body:
+        _problem("the message has no body section (delivered with a null body)")
+    elif len(kinds) > 1 or codes.count(AMQP_VALUE) > 1:
+        names = ", ".join(f"0x{code:02x}" for code, _, _ in body)
+        _problem(f"the body is made of sections {names}, which AMQP does not allow together; "
+                 f"only what proton kept is delivered")
+    elif kinds == {DATA} and any(raw[start] not in (0xA0, 0xB0) for _, start, _ in body):
+        _problem("a data section holds something other than binary; delivered as proton "
+                 "read it")
+    elif kinds == {DATA} and len(body) > 1:
+        joined = b"".join(_binary_at(raw, start, end) for _, start, end in body)
+        return Message(joined, message.properties(), BodyKind.DATA)
+    elif kinds == {AMQP_SEQUENCE}:
+        _problem("the body is an amqp-sequence (imp has no such body): delivered as a list")
+        if len(body) > 1:
+            items = [item for _, start, end in body for item in _list_at(raw, start, end)]
+            return Message(body_from_amqp(items), message.properties(), BodyKind.VALUE)
+    return message
 
 
 # -- outgoing ---------------------------------------------------------------------------------
@@ -175,14 +381,20 @@ def properties_to_amqp(properties: dict[str, Any]) -> dict[str, Any] | None:
     return encoded
 
 
-def message_to_proton(message: Message) -> ProtonMessage:
-    """``createmessage`` -> amqp-value section; ``createbinarymessage`` -> one data section."""
+def message_to_proton(message: Message, *, durable: bool = False) -> ProtonMessage:
+    """``createmessage`` -> amqp-value section; ``createbinarymessage`` -> one data section.
+
+    *durable* sets the header's durable flag (``amqp.durable``): a broker keeps such a message
+    across a restart (RabbitMQ: persistent), if its queue is durable too.
+    """
     properties = properties_to_amqp(message.properties())
     if message.kind is BodyKind.DATA:
         body = message.body()
         payload = body if type(body) is bytes else bytes(body)
-        return ProtonMessage(body=payload, inferred=True, properties=properties)
-    return ProtonMessage(body=to_amqp(message.body()), inferred=False, properties=properties)
+        return ProtonMessage(body=payload, inferred=True, properties=properties,
+                             durable=durable)
+    return ProtonMessage(body=to_amqp(message.body()), inferred=False, properties=properties,
+                         durable=durable)
 
 
 # -- error texts -------------------------------------------------------------------------------
@@ -214,7 +426,9 @@ __all__ = [
     "UNHANDLED_PREFIX",
     "Unhandled",
     "body_from_amqp",
+    "collect_problems",
     "condition_text",
+    "decode_message",
     "from_amqp",
     "message_from_proton",
     "message_to_proton",

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from bridge.backends.netpolicy import is_loopback_host
+
 if TYPE_CHECKING:
     from bridge.settings import AMQPSettings
 
@@ -88,6 +90,8 @@ class ConnectOptions:
     container_id: str
     connect_timeout: float
     prefetch: int
+    durable: bool = False  # durable termini (queues) and durable messages: survive a restart
+    allow_plaintext_credentials: bool = False  # a password over amqp:// to a non-loopback host
 
     @property
     def address(self) -> str:
@@ -144,4 +148,24 @@ def connect_options(settings: AMQPSettings, given_url: str, agent_id: str,
         allow_insecure_plain=settings.allow_insecure_plain,
         virtual_host=settings.virtual_host, tls=tls, idle_timeout=settings.idle_timeout,
         container_id=container_id, connect_timeout=settings.connect_timeout,
-        prefetch=settings.prefetch)
+        prefetch=settings.prefetch, durable=settings.durable,
+        allow_plaintext_credentials=settings.allow_plaintext_credentials)
+
+
+PLAINTEXT_OPT_IN = "amqp.allow_plaintext_credentials"
+
+
+def plaintext_credentials_problem(options: ConnectOptions) -> str | None:
+    """Why the connection must not be attempted, or None.
+
+    SASL PLAIN over ``amqp://`` (no TLS) sends the password readable by anyone on the path, so a
+    password is refused for any host but loopback unless ``amqp.allow_plaintext_credentials``
+    opts in. A user name without a password is let through.
+    """
+    endpoint = options.endpoint
+    if endpoint.tls or not options.password or options.allow_plaintext_credentials \
+            or is_loopback_host(endpoint.host):
+        return None
+    return (f"amqp:not-allowed: refusing to send a password unencrypted to {endpoint.address} "
+            f"(not a loopback address); use amqps://, or set {PLAINTEXT_OPT_IN} = true to "
+            f"allow it")

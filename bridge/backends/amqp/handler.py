@@ -27,9 +27,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from proton import Condition, Delivery, Disposition, Endpoint, SSLDomain, Terminus
-from proton import Message as ProtonMessage
 
 from bridge.backends.amqp import codec
+from bridge.backends.amqp.endpoint import plaintext_credentials_problem
 from bridge.backends.base import Outcome
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ log = logging.getLogger("bridge.backends.amqp")
 _OUTCOMES = {Outcome.ACCEPTED: Delivery.ACCEPTED, Outcome.REJECTED: Delivery.REJECTED,
              Outcome.RELEASED: Delivery.RELEASED}
 _CONNECTING, _OPEN, _ENDED = range(3)
+_MALFORMED_LOGGED = 10  # malformed deliveries logged one by one per connection
 
 
 class _Timer:
@@ -114,12 +115,18 @@ class ConnectionHandler:
         # transfer cancelled before the reactor reached it is never written
         self.cancelled: set[int] = set()
         self._closing: dict[int, _LinkState] = {}  # receivers we closed holding deliveries
+        self.malformed = 0  # received messages that were undecodable or needed mapping/dropping
         self._timers: list[Any] = []
 
     # -- connection ---------------------------------------------------------------------------
     def on_reactor_init(self, event: Event) -> None:
         opts = self.options
         if self.local_closed:  # closed before the thread got going
+            self._finish()
+            return
+        problem = plaintext_credentials_problem(opts)
+        if problem is not None:  # decided before connect(): no socket is ever opened
+            self._fail_connection(problem)
             self._finish()
             return
         log.info("AMQP connecting to %s", opts.describe())
@@ -155,6 +162,8 @@ class ConnectionHandler:
             domain.set_peer_authentication(
                 SSLDomain.VERIFY_PEER_NAME, str(tls.ca_file) if tls.ca_file else None)
         else:
+            log.warning("AMQP TLS certificate verification is OFF for %s (amqp.verify = false): "
+                        "the broker's identity is not checked", self.options.address)
             domain.set_peer_authentication(SSLDomain.ANONYMOUS_PEER)
         if tls.cert_file is not None:
             domain.set_credentials(str(tls.cert_file),
@@ -329,10 +338,15 @@ class ConnectionHandler:
         name = f"{self.options.container_id}-{handle.role}-{handle.id}"
         if handle.role == "sender":
             link = session.sender(name)
-            link.target.address = handle.path  # verbatim: "$cbs", "/queue/x", "/devices/..."
+            terminus = link.target
         else:
             link = session.receiver(name)
-            link.source.address = handle.path
+            terminus = link.source
+        terminus.address = handle.path  # verbatim: "$cbs", "/queue/x", "/devices/..."
+        if self.options.durable:
+            # RabbitMQ declares the queue durable for any durability but "none"; it refuses a
+            # link whose durability differs from the existing queue's (precondition-failed).
+            terminus.durability = Terminus.CONFIGURATION
         state = _LinkState(handle, link, session_state)
         link.bridge_id = handle.id
         session_state.links[handle.id] = state
@@ -410,7 +424,10 @@ class ConnectionHandler:
     def cmd_send(self, transfer: TransferHandle) -> None:
         state = self.links.get(transfer.link.id)
         if state is None or not state.usable:
-            self.events.transfer_failed(transfer, "amqp:illegal-state: the sender is detached")
+            # The link (or the connection) has ended, and that end is reported by itself: the
+            # transfer stays unsettled like those in flight at the end, so a durable-outbox row
+            # is kept and resent by the next sender - failing it would delete the row as if the
+            # broker had refused the message.
             return
         state.pending.append(transfer)
         if state.opened:
@@ -441,7 +458,8 @@ class ConnectionHandler:
             if transfer.id in self.cancelled:
                 continue
             try:
-                payload = codec.message_to_proton(transfer.message).encode()
+                payload = codec.message_to_proton(
+                    transfer.message, durable=self.options.durable).encode()
             except Exception as exc:
                 self.events.transfer_failed(transfer, f"amqp:decode-error: the message cannot "
                                                       f"be encoded: {exc}")
@@ -500,16 +518,17 @@ class ConnectionHandler:
         data = link.recv(delivery.pending)
         link.advance()
         try:
-            received = ProtonMessage()
-            received.decode(data)
-            message = codec.message_from_proton(received)
-        except Exception as exc:
-            log.warning("undecodable message on %r rejected: %s", state.handle.path, exc)
-            delivery.local.condition = Condition("amqp:decode-error", str(exc))
+            with codec.collect_problems() as problems:
+                message = codec.decode_message(data)
+        except Exception as exc:  # not an AMQP message at all (RecursionError included)
+            self._report_malformed(state, f"undecodable, rejected: {exc}"[:300])
+            delivery.local.condition = Condition("amqp:decode-error", str(exc)[:200])
             delivery.update(Delivery.REJECTED)
             delivery.settle()
             link.flow(1)
             return
+        if problems:
+            self._report_malformed(state, "; ".join(problems))
         token = next(state.tokens)
         if delivery.settled:  # sent pre-settled: nothing to answer, credit comes back now
             delivery.settle()
@@ -517,6 +536,15 @@ class ConnectionHandler:
         else:
             state.unsettled[token] = delivery
         self.events.delivery(state.handle, message, token)
+
+    def _report_malformed(self, state: _LinkState, what: str) -> None:
+        """Count a malformed delivery and log it: each of the first few per connection, then
+        every thousandth, so hostile traffic cannot flood the log."""
+        self.malformed += 1
+        count = self.malformed
+        if count <= _MALFORMED_LOGGED or count % 1000 == 0:
+            log.warning("malformed AMQP message on %r from %s: %s (%d malformed on this "
+                        "connection)", state.handle.path, self.options.address, what, count)
 
     def cmd_settle(self, handle: LinkHandle, token: Any, outcome: Outcome) -> None:
         state = self.links.get(handle.id)

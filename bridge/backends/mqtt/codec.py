@@ -23,14 +23,22 @@ MQTT 3.1.1 has no properties: ``encode_envelope`` wraps kind, body and propertie
 object (``{"x-amqp-envelope": 1, ...}``) that any client can parse; ``encode_raw`` sends the bare
 body and drops properties (the caller logs that). ``decode_v311`` recognises the envelope and
 treats anything else as a plain client's data body.
+
+Decoding never raises. What it had to drop or guess on a message that claims to come from a
+bridge (bad reserved properties, a body that does not match its kind, a broken envelope) is
+noted as a *problem* while `collect_problems` is active, so the receiving side can report
+malformed traffic (a warning and a counter) without the codec logging anything itself.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import contextlib
 import json
 import math
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +54,43 @@ _ENVELOPE_START = b'{"' + ENVELOPE_KEY.encode() + b'":'
 KIND_VALUE = "value"
 KIND_DATA = "data"
 KIND_JSON = "json"
+
+
+_problems = threading.local()
+_MAX_PROBLEMS = 8  # per message: enough to say what is wrong, bounded for hostile input
+# What bad JSON can raise: RecursionError for nesting deeper than the interpreter allows.
+_BAD_JSON = (ValueError, TypeError, RecursionError)
+
+
+@contextlib.contextmanager
+def collect_problems() -> Iterator[list[str]]:
+    """Collect, on this thread, what the decoding functions had to drop or guess."""
+    found: list[str] = []
+    previous = getattr(_problems, "found", None)
+    _problems.found = found
+    try:
+        yield found
+    finally:
+        _problems.found = previous
+
+
+def _problem(text: str) -> None:
+    found = getattr(_problems, "found", None)
+    if found is not None and len(found) < _MAX_PROBLEMS:
+        found.append(text)
+
+
+def _why(exc: BaseException) -> str:
+    """What was wrong with received JSON, in a few words (never the offending text)."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON at character {exc.pos}"
+    if isinstance(exc, binascii.Error):
+        return "invalid base64"
+    if isinstance(exc, KeyError):
+        return f"no {exc} field"
+    return type(exc).__name__
 
 
 class CodecError(ValueError):
@@ -158,12 +203,17 @@ def body_from(kind: str, payload: bytes) -> tuple[Any, BodyKind]:
         try:
             return payload.decode("utf-8"), BodyKind.VALUE
         except UnicodeDecodeError:
+            _problem(f"{BODY_KEY} = {KIND_VALUE} but the payload is not UTF-8: delivered as "
+                     f"a data body")
             return bytes(payload), BodyKind.DATA
     if kind == KIND_JSON:
         try:
             return loads(payload), BodyKind.VALUE
-        except (ValueError, TypeError):
+        except _BAD_JSON as exc:
+            _problem(f"{BODY_KEY} = {KIND_JSON} but the payload is not tagged JSON "
+                     f"({_why(exc)}): delivered as a data body")
             return bytes(payload), BodyKind.DATA
+    _problem(f"unknown {BODY_KEY} kind {kind[:40]!r}: body given as the imp warning string")
     return f"Unhandled message body type {kind}", BodyKind.VALUE
 
 
@@ -235,7 +285,12 @@ def decode_v5(payload: bytes, user_properties: Iterable[tuple[str, str]] | None,
     kind = reserved.get(BODY_KEY)
     if kind is None:
         if payload_format == 1:
-            body, body_kind = body_from(KIND_VALUE, payload)
+            try:
+                body, body_kind = payload.decode("utf-8"), BodyKind.VALUE
+            except UnicodeDecodeError:
+                _problem("the Payload Format Indicator says UTF-8 but the payload is not: "
+                         "delivered as a data body")
+                body, body_kind = bytes(payload), BodyKind.DATA
         else:
             body, body_kind = bytes(payload), BodyKind.DATA
         # a plain client's user properties: str values (the last of a repeated name wins)
@@ -245,17 +300,22 @@ def decode_v5(payload: bytes, user_properties: Iterable[tuple[str, str]] | None,
     try:
         types = json.loads(reserved.get(TYPES_KEY, "{}"))
         if not isinstance(types, dict):
+            _problem(f"{TYPES_KEY} is not a JSON object: property types ignored")
             types = {}
-    except ValueError:
+    except _BAD_JSON:
+        _problem(f"{TYPES_KEY} is not valid JSON: property types ignored")
         types = {}
     properties: Properties = {}
     for name, text in pairs:
         if name in reserved:
             continue
+        tag = types.get(name)
         try:
-            properties[_unescape(name)] = parse_value(text, types.get(name))
-        except (ValueError, TypeError):
-            continue  # statement 30: a value that cannot be converted is left out
+            properties[_unescape(name)] = parse_value(text, tag)
+        except _BAD_JSON:
+            # statement 30: a value that cannot be converted is left out
+            _problem(f"property {name[:64]!r} declared {str(tag)[:20]!r} cannot be converted: "
+                     f"left out")
     return Message(body, properties, body_kind)
 
 
@@ -301,13 +361,24 @@ def decode_v311(payload: bytes) -> Message:
             elif kind == KIND_JSON:
                 body, body_kind = from_json(raw), BodyKind.VALUE
             else:
+                _problem(f"envelope of kind {str(kind)[:40]!r} with a {type(raw).__name__} "
+                         f"body: body given as the imp warning string")
                 body, body_kind = f"Unhandled message body type {kind}", BodyKind.VALUE
+            found = envelope.get("properties") or {}
+            if not isinstance(found, dict):
+                _problem("envelope properties are not a JSON object: none delivered")
+                found = {}
             properties: Properties = {}
-            for key, value in dict(envelope.get("properties") or {}).items():
+            for key, value in found.items():
                 value = from_json(value)
                 if isinstance(value, bool | int | float | str):
                     properties[key] = value
+                else:
+                    _problem(f"envelope property {key[:64]!r} of type {type(value).__name__} "
+                             f"left out")
             return Message(body, properties, body_kind)
-        except (ValueError, KeyError, TypeError, AttributeError):
-            pass  # not ours after all: hand it over untouched
+        except (*_BAD_JSON, KeyError, AttributeError) as exc:
+            # not ours after all: hand it over untouched
+            _problem(f"payload starts like a bridge envelope but is not one "
+                     f"({_why(exc)}): delivered as a data body")
     return Message(bytes(payload), {}, BodyKind.DATA)

@@ -6,6 +6,9 @@ import random
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
+from bridge.backends.mqtt.reasons import NOT_ALLOWED
+from bridge.backends.netpolicy import is_loopback_host
+
 SCHEMES: dict[str, tuple[int, bool, bool]] = {
     # scheme: (default port, TLS, WebSocket)
     "mqtt": (1883, False, False),
@@ -66,6 +69,24 @@ def parse_broker_url(url: str) -> Endpoint:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
     )
+
+
+PLAINTEXT_OPT_IN = "mqtt.allow_plaintext_credentials"
+
+
+def plaintext_credentials_problem(endpoint: Endpoint, password: str | None, *,
+                                  allowed: bool) -> str | None:
+    """Why a connection must not be attempted, or None.
+
+    A password over ``mqtt://`` or ``ws://`` (no TLS) travels readable by anyone on the path, so
+    it is refused for any host but loopback unless ``mqtt.allow_plaintext_credentials`` opts in.
+    A user name alone is not a secret and is let through.
+    """
+    if endpoint.tls or not password or allowed or is_loopback_host(endpoint.host):
+        return None
+    return (f"{NOT_ALLOWED}: refusing to send a password unencrypted to "
+            f"{endpoint.describe()} (not a loopback address); use mqtts:// or wss://, or set "
+            f"{PLAINTEXT_OPT_IN} = true to allow it")
 
 
 def logical_credentials(url: str) -> tuple[str | None, str | None]:

@@ -20,6 +20,17 @@
   PUBACKs sent just before the loss may not have reached the broker either: it resends those
   too, and a resend (DUP, same packet id, topic and payload) of one of the last PUBACKed
   messages is acknowledged again instead of being delivered twice.
+- **A session resumed by a new process** (first CONNACK with session present, e.g. a relay
+  restarted with ``clean_start = false``; ``InboundOptions.hold_resumed``, on in the MQTT
+  backend): the broker sends what it queued for the old
+  subscriptions at once, before the application had a chance to open its receivers. Such a
+  PUBLISH is held unacknowledged and handed to the first receiver opened on a matching filter;
+  one nobody claims within ``_ORPHAN_GRACE`` seconds is acknowledged and dropped (``unrouted``),
+  so a filter no longer used cannot hold the receive window forever.
+- **Retained subscriptions** (`Inbox.retain`, used by the IoT Hub backend when a receiver ends
+  because its authorisation ended): the subscription is kept without receivers and what
+  arrives meanwhile waits unacknowledged for the next receiver opened on the same filter. The
+  plain MQTT backend never retains.
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge.backends.base import BackendEvents, LinkHandle, Outcome
-from bridge.backends.mqtt import reasons
+from bridge.backends.mqtt import codec, reasons
 from bridge.backends.mqtt.mapping import topic_matches
 from bridge.backends.mqtt.outbound import Outbound, Outgoing
 from bridge.backends.mqtt.stats import Stats
@@ -48,6 +59,9 @@ MAX_SUBSCRIPTION_ID = 268_435_455
 # PUBACKs remembered per connection: a broker resends at most its in-flight window after a
 # resumed session, so a few times the usual windows is plenty.
 _ACKED_MEMORY = 512
+# Seconds a PUBLISH of a resumed session waits for its receiver to be opened (see above).
+_ORPHAN_GRACE = 10.0
+_MALFORMED_LOGGED = 10  # malformed messages logged one by one per connection
 
 
 @dataclass(slots=True, eq=False)
@@ -82,6 +96,8 @@ class Subscription:
     opened: set[int] = field(default_factory=set)
     early: list[Token] = field(default_factory=list)  # arrived before the receiver opened
     mid: int | None = None  # SUBSCRIBE awaiting its SUBACK
+    granted: bool = False  # the broker granted the last SUBSCRIBE
+    retained: bool = False  # kept without receivers: messages wait in `early` (see retain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +107,8 @@ class InboundOptions:
     release_delay: float
     max_delivery_count: int
     dead_letter_topic: str | None
+    shared_group: str | None = None  # subscribe as $share/<group>/<filter> (competing relays)
+    hold_resumed: bool = False  # hold a resumed session's early PUBLISHes (see module doc)
 
 
 class Inbox:
@@ -117,6 +135,10 @@ class Inbox:
         self._resumed: dict[int, Inbound] = {}  # ... of the previous one, if the session resumed
         self._acked: dict[int, tuple[str, bytes]] = {}  # recent PUBACKs: mid -> topic, digest
         self._acked_before: dict[int, tuple[str, bytes]] = {}  # ... of the previous connection
+        self._ever_up = False
+        self._orphans: list[Inbound] = []  # resumed session, no receiver open yet: not acked
+        self._hold_orphans = False
+        self.malformed = 0  # messages whose bridge encoding was broken (see codec problems)
 
     # -- connection state ------------------------------------------------------------------------
     def on_up(self, client: paho.Client, session_present: bool = False) -> None:
@@ -130,9 +152,19 @@ class Inbox:
         self._unacked = {}
         self._acked_before = self._acked if session_present else {}
         self._acked = {}
+        # Only a session resumed by this process's first connection (or a reconnect before its
+        # grace period ended) can hold messages for receivers not opened yet. Held ones were
+        # never acknowledged: after a reconnect the broker resends them itself.
+        self._orphans = []
+        self._hold_orphans = self.options.hold_resumed and session_present and (
+            not self._ever_up or self._hold_orphans)
+        self._ever_up = True
+        if self._hold_orphans:
+            epoch = self.epoch()
+            self.call_later(_ORPHAN_GRACE, lambda: self._expire_orphans(epoch))
         for topic_filter in list(self._to_unsubscribe):
             if topic_filter not in self.subs:
-                client.unsubscribe(topic_filter)
+                client.unsubscribe(self._wire_filter(topic_filter))
         self._to_unsubscribe.clear()
         for sub in list(self.subs.values()):
             self._subscribe(sub)
@@ -155,15 +187,50 @@ class Inbox:
             self._to_unsubscribe.discard(topic_filter)
             sub.receivers[link.id] = link
             self._link_sub[link.id] = sub
+            self._claim_orphans(sub, link)  # delivered on SUBACK, with sub.early
             if self.connected:
                 self._subscribe(sub)
             return
         sub.receivers[link.id] = link
         self._link_sub[link.id] = sub
-        if sub.mid is None and sub.opened:
+        self._claim_orphans(sub, link)
+        if sub.retained:
+            sub.retained = False
+            for token in sub.early:  # they waited for this receiver
+                token.link = link
+        if sub.mid is None and (sub.opened or sub.granted):
             # the filter is already granted: nothing to ask the broker
             sub.opened.add(link.id)
             self.events.link_opened(link)
+            early, sub.early = sub.early, []
+            for token in early:
+                self.events.delivery(link, token.inbound.message, token)
+
+    def _claim_orphans(self, sub: Subscription, link: LinkHandle) -> None:
+        if not self._orphans:
+            return
+        kept = []
+        for inbound in self._orphans:
+            if topic_matches(sub.topic_filter, inbound.topic):
+                inbound.pending = 1
+                self._unacked[inbound.mid] = inbound
+                sub.early.append(Token(inbound, link))
+            else:
+                kept.append(inbound)
+        self._orphans = kept
+
+    def _expire_orphans(self, epoch: int) -> None:
+        if epoch != self.epoch():
+            return  # reconnected since: that connection's timer is not ours
+        self._hold_orphans = False
+        orphans, self._orphans = self._orphans, []
+        for inbound in orphans:
+            self.stats.unrouted += 1
+            self._ack(inbound.mid, inbound.qos, inbound.epoch, None)
+        if orphans:
+            log.warning("MQTT: %d message(s) of the resumed session matched no receiver opened "
+                        "within %.0f s (e.g. on %r); acknowledged and dropped", len(orphans),
+                        _ORPHAN_GRACE, orphans[0].topic)
 
     def close(self, link: LinkHandle) -> None:
         sub = self._link_sub.pop(link.id, None)
@@ -183,9 +250,24 @@ class Inbox:
         if sub.mid is not None:
             self._by_mid.pop(sub.mid, None)
         if self.connected and self.client is not None:
-            self.client.unsubscribe(sub.topic_filter)
+            self.client.unsubscribe(self._wire_filter(sub.topic_filter))
         else:
             self._to_unsubscribe.add(sub.topic_filter)
+
+    def retain(self, link: LinkHandle) -> None:
+        """The receiver *link* ended, but its subscription is kept: messages that arrive (or
+        had not been delivered yet) wait, unacknowledged, for the next receiver opened on the
+        same filter. Only when *link* was the filter's last receiver; otherwise as `close`."""
+        sub = self._link_sub.get(link.id)
+        if sub is None:
+            return
+        if len(sub.receivers) > 1:
+            self.close(link)
+            return
+        del self._link_sub[link.id]
+        sub.receivers.pop(link.id, None)
+        sub.opened.discard(link.id)
+        sub.retained = True
 
     def _subscribe(self, sub: Subscription) -> None:
         client = self.client
@@ -194,12 +276,20 @@ class Inbox:
         if sub.sub_id is not None:
             properties = Properties(PacketTypes.SUBSCRIBE)
             properties.SubscriptionIdentifier = sub.sub_id
-        rc, mid = client.subscribe(sub.topic_filter, qos=self.options.qos,
+        rc, mid = client.subscribe(self._wire_filter(sub.topic_filter), qos=self.options.qos,
                                    properties=properties)
         if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
             sub.mid = mid
+            sub.granted = False
             self._by_mid[mid] = sub
         # otherwise the socket just went: on_up subscribes again
+
+    def _wire_filter(self, topic_filter: str) -> str:
+        """The filter as subscribed: a shared subscription (``mqtt.shared_group``) lets the
+        broker hand each message to one of the clients of the group. Routing still matches the
+        plain filter: a PUBLISH carries the topic, never the ``$share`` prefix."""
+        group = self.options.shared_group
+        return f"$share/{group}/{topic_filter}" if group else topic_filter
 
     def on_suback(self, mid: int, reason_codes: list[Any]) -> None:
         sub = self._by_mid.pop(mid, None)
@@ -212,7 +302,12 @@ class Inbox:
             for link in list(sub.receivers.values()):
                 self.close(link)
                 self.events.link_error(link, detail)
+            if sub.retained:  # nobody left to hand its waiting messages to
+                self._drop_retained(sub)
             return
+        sub.granted = True
+        if sub.retained:
+            return  # its messages keep waiting for a receiver
         for link in list(sub.receivers.values()):
             if link.id not in sub.opened:
                 sub.opened.add(link.id)
@@ -220,6 +315,15 @@ class Inbox:
         early, sub.early = sub.early, []
         for token in early:
             self.events.delivery(token.link, token.inbound.message, token)
+
+    def _drop_retained(self, sub: Subscription) -> None:
+        self.subs.pop(sub.topic_filter, None)
+        if sub.sub_id is not None:
+            self._by_id.pop(sub.sub_id, None)
+        early, sub.early = sub.early, []
+        for token in early:
+            self.stats.discarded += 1
+            self._finish(token)
 
     # -- messages --------------------------------------------------------------------------------
     def on_message(self, msg: paho.MQTTMessage) -> None:
@@ -231,22 +335,45 @@ class Inbox:
         if msg.dup and (self._resume(msg, topic) or self._acked_already(msg, topic)):
             return
         targets = self._targets(msg, topic)
+        if not targets and self._hold_orphans and msg.qos:
+            properties = msg.properties
+            self._orphans.append(Inbound(
+                msg.mid, msg.qos, self.epoch(), topic, msg.payload,
+                list(getattr(properties, "UserProperty", ()) or ()), self.decode(msg)))
+            return
         if not targets:
             self.stats.unrouted += 1
             self._ack(msg.mid, msg.qos, self.epoch(), None)
             return
         properties = msg.properties
         user_properties = list(getattr(properties, "UserProperty", ()) or ())
+        with codec.collect_problems() as problems:
+            message = self.decode(msg)
+        if problems:
+            self._report_malformed(topic, problems)
         inbound = Inbound(msg.mid, msg.qos, self.epoch(), topic, msg.payload, user_properties,
-                          self.decode(msg), pending=len(targets))
+                          message, pending=len(targets))
         if msg.qos:
             self._unacked[msg.mid] = inbound
         for sub, link in targets:
+            if link is None:  # retained: the Token gets its receiver when one opens
+                sub.early.append(Token(inbound, _NO_RECEIVER))
+                continue
             token = Token(inbound, link)
             if link.id in sub.opened:
                 self.events.delivery(link, inbound.message, token)
             else:
                 sub.early.append(token)
+
+    def _report_malformed(self, topic: str, problems: list[str]) -> None:
+        """Count a malformed message (still delivered as well as it could be decoded) and log
+        it: each of the first few per connection, then every thousandth, so hostile traffic
+        cannot flood the log."""
+        self.malformed += 1
+        count = self.malformed
+        if count <= _MALFORMED_LOGGED or count % 1000 == 0:
+            log.warning("malformed MQTT message on %r: %s (%d malformed on this connection)",
+                        topic, "; ".join(problems), count)
 
     def _acked_already(self, msg: paho.MQTTMessage, topic: str) -> bool:
         """A resend of a message whose PUBACK (sent before the loss) the broker never got?"""
@@ -281,14 +408,19 @@ class Inbox:
         return True
 
     def _targets(self, msg: paho.MQTTMessage, topic: str
-                 ) -> list[tuple[Subscription, LinkHandle]]:
+                 ) -> list[tuple[Subscription, LinkHandle | None]]:
+        """(subscription, receiver) pairs; a retained subscription's message waits for its
+        next receiver (None)."""
         subs: list[Subscription] = []
         ids = getattr(msg.properties, "SubscriptionIdentifier", None) if self.options.v5 else None
         if ids:
             subs = [self._by_id[i] for i in ids if i in self._by_id]
         if not subs:
             subs = [s for s in self.subs.values() if topic_matches(s.topic_filter, topic)]
-        return [(sub, link) for sub in subs for link in sub.receivers.values()]
+        targets: list[tuple[Subscription, LinkHandle | None]] = [
+            (sub, link) for sub in subs for link in sub.receivers.values()]
+        targets += [(sub, None) for sub in subs if sub.retained]
+        return targets
 
     # -- settlement ------------------------------------------------------------------------------
     def settle(self, token: Any, outcome: Outcome) -> None:
@@ -303,8 +435,9 @@ class Inbox:
         else:
             self.stats.released += 1
             if token.link.id not in self._link_sub:
-                self.stats.discarded += 1  # its receiver closed: nobody to give it back to
-                self._finish(token)
+                if not self._wait_retained(token):
+                    self.stats.discarded += 1  # its receiver closed: nobody to give it back to
+                    self._finish(token)
             elif token.deliveries >= self.options.max_delivery_count:
                 self._dead_letter(token, "max-deliveries")
             else:
@@ -314,12 +447,23 @@ class Inbox:
         if token.final:
             return
         if token.link.id not in self._link_sub:
-            self.stats.discarded += 1
-            self._finish(token)
+            if not self._wait_retained(token):
+                self.stats.discarded += 1
+                self._finish(token)
             return
         token.deliveries += 1
         self.stats.redelivered += 1
         self.events.delivery(token.link, token.inbound.message, token)
+
+    def _wait_retained(self, token: Token) -> bool:
+        """A released message whose receiver is gone: wait on its retained subscription?"""
+        sub = next((s for s in self.subs.values()
+                    if s.retained and topic_matches(s.topic_filter, token.inbound.topic)), None)
+        if sub is None:
+            return False
+        token.link = _NO_RECEIVER
+        sub.early.append(token)
+        return True
 
     def _dead_letter(self, token: Token, why: str) -> None:
         topic = self.options.dead_letter_topic
@@ -372,6 +516,19 @@ class Inbox:
             acked[mid] = (inbound.topic, _digest(inbound.payload))
             if len(acked) > _ACKED_MEMORY:
                 del acked[next(iter(acked))]
+
+
+class _NoReceiver:
+    """Stands in for the receiver of a message waiting on a retained subscription."""
+
+    id = -1
+    path = ""
+    role = "receiver"
+    session: Any = None
+    backend_state: Any = None
+
+
+_NO_RECEIVER: Any = _NoReceiver()
 
 
 def _digest(payload: bytes) -> bytes:

@@ -82,17 +82,30 @@ class Timer:
 
 
 class Driver:
-    """Connects, keeps the connection (or reconnects), runs commands and timers on its thread."""
+    """Connects, keeps the connection (or reconnects), runs commands and timers on its thread.
+
+    By default the thread connects as soon as it starts and a failure that cannot be retried is
+    terminal (`DriverHooks.on_failed`, thread ends). With ``on_demand=True`` (the IoT Hub
+    backend, whose credentials may only arrive later) the thread starts *parked* (no
+    connection) and connects when the owner calls `restart`; a refused CONNACK, or a loss with
+    reconnect off, *parks* it again instead of ending it, and ``on_failed`` is then not
+    terminal (`state` is ``idle``, not ``done``). ``before_attempt`` runs before every connect
+    attempt (fresh credentials).
+    """
 
     def __init__(self, client_factory: Callable[[], paho.Client], options: ConnectOptions,
-                 hooks: DriverHooks, name: str) -> None:
+                 hooks: DriverHooks, name: str, *, on_demand: bool = False,
+                 before_attempt: Callable[[paho.Client], None] | None = None) -> None:
         self._client_factory = client_factory
         self.client: paho.Client | None = None
         self.options = options
         self.hooks = hooks
+        self.on_demand = on_demand
+        self._before_attempt = before_attempt
         self.state = IDLE
         self.epoch = 0  # +1 per accepted CONNACK: acks of older deliveries are stale
         self.ever_up = False
+        self.refused_code: int | None = None  # reason code of the last refused CONNACK
         self._attempts = 0
         self._next_attempt = 0.0
         self._connack_deadline = 0.0
@@ -123,6 +136,13 @@ class Driver:
 
     def stop(self) -> None:
         """Disconnect cleanly (pending acks first) and end the thread; returns at once."""
+        if self._thread.ident is None:  # never started (refused before any connect attempt)
+            self._finished = True
+            self.state = DONE
+            self._done.set()
+            self._wake_r.close()
+            self._wake_w.close()
+            return
         self._stop_requested = True
         self._wake()
 
@@ -161,7 +181,8 @@ class Driver:
                              f"{self.broker}: {type(exc).__name__}: {exc}")
                 return
             self._install_callbacks(self.client)
-            self._attempt()
+            if not self.on_demand:
+                self._attempt()
             while self.state != DONE:
                 self._turn()
         except Exception as exc:
@@ -246,13 +267,42 @@ class Driver:
             self._socket_gone()
 
     # -- connection state ------------------------------------------------------------------------
+    def restart(self) -> None:
+        """(Driver thread; on-demand drivers.) Connect now; if connected or connecting, send
+        DISCONNECT first. Used when the credentials changed (a renewed SAS token)."""
+        if self.state == DONE:
+            return
+        was_up = self.state == UP
+        self._disconnect_now()
+        self.state = IDLE
+        if was_up:
+            self.hooks.on_down(f"{reasons.FORCED}: reconnecting to {self.broker} with new "
+                               f"credentials")
+        self._attempt()
+
+    def park(self) -> None:
+        """(Driver thread; on-demand drivers.) Drop the connection (DISCONNECT if up) and stay
+        disconnected until `restart`; no hook is called."""
+        if self.state == DONE:
+            return
+        self._disconnect_now()
+        self.state = IDLE
+
+    def _park(self, detail: str) -> None:
+        self._drop_socket()
+        self.state = IDLE
+        self.hooks.on_failed(detail)
+
     def _attempt(self) -> None:
         client = self.client
         assert client is not None
         self._refused = None
         self._disconnect = None
+        self.refused_code = None
         options = self.options
         try:
+            if self._before_attempt is not None:
+                self._before_attempt(client)
             if self.state == IDLE:
                 kwargs: dict[str, Any] = {}
                 if options.v5:
@@ -267,11 +317,15 @@ class Driver:
             self._drop_socket()
             self._attempt_failed(reasons.transport_detail(exc, self.broker))
             return
+        _no_delay(client.socket())
         self.state = CONNECTING
         self._connack_deadline = time.monotonic() + options.connect_timeout
 
     def _attempt_failed(self, detail: str) -> None:
         options = self.options
+        if self.on_demand and self.refused_code is not None:
+            self._park(detail)  # the owner decides: refused credentials are not retried
+            return
         if not (self.ever_up and options.reconnect):
             self._finish(detail)
             return
@@ -305,7 +359,10 @@ class Driver:
             detail = self._disconnect_detail() or f"{reasons.FORCED}: connection to MQTT " \
                                                   f"broker {self.broker} lost"
             if not self.options.reconnect:
-                self._finish(detail)
+                if self.on_demand:
+                    self._park(detail)
+                else:
+                    self._finish(detail)
                 return
             log.warning("MQTT connection lost (%s); reconnecting", detail)
             self.state = DOWN
@@ -331,10 +388,18 @@ class Driver:
 
     def _shutdown(self) -> None:
         """Stop requested: flush what is queued (acks first), send DISCONNECT, close."""
-        client = self.client
+        # Commands queued while the last batch ran (e.g. the settlements a draining relay made
+        # just before closing) still go out: otherwise their PUBACKs are lost and the broker
+        # delivers those messages again (measured: duplicates after a relay's SIGTERM).
+        self._run_commands()
         self._stop_requested = False
         self.state = DONE
         self._finished = True
+        self._disconnect_now()
+
+    def _disconnect_now(self) -> None:
+        """Flush what is queued (acks first), send DISCONNECT if connected, close the socket."""
+        client = self.client
         if client is None or client.socket() is None:
             return
         if client.is_connected():
@@ -385,6 +450,7 @@ class Driver:
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
                     properties: Any) -> None:
         if reason_code.is_failure:
+            self.refused_code = reason_code.value
             self._refused = reasons.connack_detail(reason_code.value, reason_code.getName(),
                                                    self.broker)
             return
@@ -399,6 +465,15 @@ class Driver:
                        properties: Any) -> None:
         self._disconnect = (bool(flags.is_disconnect_packet_from_server), reason_code.value,
                             reason_code.getName())
+
+
+def _no_delay(sock: Any) -> None:
+    """Turn Nagle's algorithm off. paho writes each small packet (a PUBACK is 4 bytes) on its
+    own; with Nagle and the peer's delayed ACKs, every second one waited ~40 ms, which capped a
+    QoS 1 stream at a few hundred messages per second."""
+    raw = getattr(sock, "_socket", sock)  # paho's WebSocket wrapper keeps the TCP socket there
+    with contextlib.suppress(AttributeError, OSError):
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _pending(sock: Any) -> bool:
@@ -425,6 +500,8 @@ def _readable(sock: Any) -> bool:
 
 def tls_context(ca_file: str | None, cert_file: str | None, key_file: str | None, *,
                 verify: bool, insecure: bool) -> ssl.SSLContext:
+    """Verification is on unless turned off explicitly; turning it off is logged (WARNING) each
+    time a connection is set up, since anyone on the path can then impersonate the broker."""
     context = ssl.create_default_context(cafile=ca_file)
     if cert_file:
         context.load_cert_chain(cert_file, key_file)
@@ -433,6 +510,11 @@ def tls_context(ca_file: str | None, cert_file: str | None, key_file: str | None
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+        log.warning("MQTT TLS certificate verification is OFF (mqtt.verify = false): the "
+                    "broker's identity is not checked")
+    elif insecure:
+        log.warning("MQTT TLS host-name check is OFF (mqtt.insecure = true): any certificate "
+                    "the CA signed is accepted for this broker")
     return context
 
 
