@@ -23,7 +23,6 @@ import argparse
 import gc
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -325,9 +324,18 @@ def buffered_memory(count: int, directory: Path) -> tuple[float, int, int]:
         return (peak - before) / 1e6, count, confirmed[0]
 
 
+def _rss_mb() -> float:
+    """Current resident set size (not the peak: earlier runs raised that already)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def connections_held(port: int, agents: int) -> tuple[int, float]:
     """How many agents (one MQTT connection each) open in one process, and the RSS growth."""
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_before = _rss_mb()
     opened: list[Agent] = []
     events: list[str] = []
     conns = []
@@ -342,7 +350,7 @@ def connections_held(port: int, agents: int) -> tuple[int, float]:
     while time.monotonic() < deadline and sum(c.isopen() for c in conns) < agents:
         time.sleep(0.05)  # polling a count from the outside of many agents
     ok = sum(c.isopen() for c in conns)
-    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_after = _rss_mb()
     for agent in opened:
         agent.close()
     return ok, rss_after - rss_before

@@ -45,7 +45,7 @@ def install() -> None:
         # paho rebuilds these three constant tables in every instance (three instances per
         # message); they are never modified, so every instance can share one copy.
         shared_types, shared_names, shared_properties = stock.types, stock.names, stock.properties
-        compressed_names = tuple(name.replace(" ", "") for name in table)
+        property_names = frozenset(name.replace(" ", "") for name in table)
         ident_of = {name.replace(" ", ""): ident for name, ident in table.items()}
         name_of: dict[int, str] = {}
         for name, ident in table.items():
@@ -58,9 +58,10 @@ def install() -> None:
             object.__setattr__(self, "properties", shared_properties)
 
         def clear(self: Properties) -> None:
+            # an instance holds a handful of attributes: walk those, not the 27 names
             attributes = self.__dict__
-            for name in compressed_names:
-                attributes.pop(name, None)
+            for name in [key for key in attributes if key in property_names]:
+                del attributes[name]
 
         def get_ident(self: Properties, compressed_name: str) -> int:
             return ident_of.get(compressed_name, -1)
