@@ -162,7 +162,18 @@ class TopicRule(_Section):
     topic: str = Field(description="MQTT topic template, e.g. devices/{device}/messages/events")
 
 
-class MQTTSettings(_Section):
+class _ReconnectDelays(_Section):
+    """Sections with ``reconnect_min_delay`` / ``reconnect_max_delay`` (checked in order)."""
+
+    @field_validator("reconnect_max_delay", check_fields=False)
+    @classmethod
+    def _delays_ordered(cls, value: float, info: Any) -> float:
+        if value < info.data.get("reconnect_min_delay", 0):
+            raise ValueError("must not be smaller than reconnect_min_delay")
+        return value
+
+
+class MQTTSettings(_ReconnectDelays):
     """The MQTT backend (paho-mqtt 2.x). See docs/semantics.md for how AMQP maps onto MQTT."""
 
     url: str = Field("mqtt://127.0.0.1:1883",
@@ -300,12 +311,6 @@ class MQTTSettings(_Section):
                              "true as well to opt in explicitly")
         return value
 
-    @field_validator("reconnect_max_delay")
-    @classmethod
-    def _delays_ordered(cls, value: float, info: Any) -> float:
-        if value < info.data.get("reconnect_min_delay", 0):
-            raise ValueError("must not be smaller than reconnect_min_delay")
-        return value
 
 
 class AMQPSettings(_Section):
@@ -379,7 +384,7 @@ class AMQPSettings(_Section):
         return " ".join(names)
 
 
-class IoTHubSettings(_Section):
+class IoTHubSettings(_ReconnectDelays):
     """The Azure IoT Hub backend: AMQP agent code (CBS put-token included) over IoT Hub's MQTT
     device surface (paho-mqtt 2.x). See docs/backends/iothub.md."""
 
@@ -462,12 +467,6 @@ class IoTHubSettings(_Section):
         check_settings(self)  # ValueError naming every problem, never a secret
         return self
 
-    @field_validator("reconnect_max_delay")
-    @classmethod
-    def _delays_ordered(cls, value: float, info: Any) -> float:
-        if value < info.data.get("reconnect_min_delay", 0):
-            raise ValueError("must not be smaller than reconnect_min_delay")
-        return value
 
 
 class Settings(BaseSettings):

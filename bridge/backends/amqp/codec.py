@@ -15,10 +15,7 @@ doing any logging itself.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 from proton import (
@@ -35,6 +32,8 @@ from proton import (
 )
 from proton import Message as ProtonMessage
 
+from bridge.backends.problems import collect_problems
+from bridge.backends.problems import note as _problem
 from bridge.contract.message import INT64_MAX, INT64_MIN, BodyKind, Message
 
 UNHANDLED_PREFIX = "Unhandled message body type"
@@ -49,26 +48,6 @@ _UNSUPPORTED_SUBTYPES: tuple[tuple[type, str], ...] = (
 )
 
 
-_problems = threading.local()
-_MAX_PROBLEMS = 8  # per message: enough to say what is wrong, bounded for hostile input
-
-
-@contextlib.contextmanager
-def collect_problems() -> Iterator[list[str]]:
-    """Collect, on this thread, what the decoding functions had to drop or map (see module doc)."""
-    found: list[str] = []
-    previous = getattr(_problems, "found", None)
-    _problems.found = found
-    try:
-        yield found
-    finally:
-        _problems.found = previous
-
-
-def _problem(text: str) -> None:
-    found = getattr(_problems, "found", None)
-    if found is not None and len(found) < _MAX_PROBLEMS:
-        found.append(text)
 
 
 class Unhandled:

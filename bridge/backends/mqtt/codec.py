@@ -34,14 +34,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import math
-import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.backends.problems import collect_problems as collect_problems  # re-exported
+from bridge.backends.problems import note as _problem
 from bridge.contract.message import BodyKind, Message, Properties
 
 RESERVED_PREFIX = "x-amqp-"
@@ -56,28 +56,8 @@ KIND_DATA = "data"
 KIND_JSON = "json"
 
 
-_problems = threading.local()
-_MAX_PROBLEMS = 8  # per message: enough to say what is wrong, bounded for hostile input
 # What bad JSON can raise: RecursionError for nesting deeper than the interpreter allows.
 _BAD_JSON = (ValueError, TypeError, RecursionError)
-
-
-@contextlib.contextmanager
-def collect_problems() -> Iterator[list[str]]:
-    """Collect, on this thread, what the decoding functions had to drop or guess."""
-    found: list[str] = []
-    previous = getattr(_problems, "found", None)
-    _problems.found = found
-    try:
-        yield found
-    finally:
-        _problems.found = previous
-
-
-def _problem(text: str) -> None:
-    found = getattr(_problems, "found", None)
-    if found is not None and len(found) < _MAX_PROBLEMS:
-        found.append(text)
 
 
 def _why(exc: BaseException) -> str:
