@@ -56,16 +56,25 @@ def body_of(size: int) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------
-# adapter side: one agent, one sender and one receiver on the same address
+# adapter side: one agent, a sender and a receiver on the same address
 # --------------------------------------------------------------------------------------------
 
 
 def adapter_throughput(settings: Settings, path: str, count: int, size: int,
-                       confirm: bool = True) -> tuple[float, int]:
-    """messages/s from the first send to the last receive+accept (and send confirmation)."""
+                       confirm: bool = True, connections: int = 2) -> tuple[float, int]:
+    """messages/s from the first send to the last receive+accept (and send confirmation).
+
+    With ``connections=2`` the receiver and the sender use one connection each, as the raw
+    baselines use one client (one socket, one network thread) per side.
+    """
     agent = Agent(settings)
     conn = agent.amqp.openconnection("amqps://bench.example", lambda e, d: None)
     session = conn.opensession()
+    if connections == 2:
+        send_conn = agent.amqp.openconnection("amqps://bench.example", lambda e, d: None)
+        send_session = send_conn.opensession()
+    else:
+        send_session = session
     received = [0]
 
     def on_messages(deliveries: list[Any]) -> None:
@@ -74,10 +83,13 @@ def adapter_throughput(settings: Settings, path: str, count: int, size: int,
         received[0] += len(deliveries)
 
     receiver = session.openreceiver(path, None, on_messages)
-    sender = session.opensender(path)
-    if not agent.run_until(lambda: sender.isopen() and receiver.isopen(), 15):
+    if not agent.run_until(receiver.isopen, 15):
         agent.close()
-        raise RuntimeError(f"adapter could not open links on {settings.backend}")
+        raise RuntimeError(f"adapter could not open a receiver on {settings.backend}")
+    sender = send_session.opensender(path)
+    if not agent.run_until(sender.isopen, 15):
+        agent.close()
+        raise RuntimeError(f"adapter could not open a sender on {settings.backend}")
     confirmed = [0]
 
     def done() -> None:

@@ -96,7 +96,17 @@ def test_v5_wire_format_is_readable_by_plain_clients() -> None:
 
 def test_v5_str_only_properties_carry_no_type_table() -> None:
     encoded = codec.encode_v5(Message(b"x", {"a": "b"}, DATA))
-    assert dict(encoded.user_properties) == {"x-amqp-body": "data", "a": "b"}
+    # a data body with string properties is exactly what a plain client sends: no marker
+    assert dict(encoded.user_properties) == {"a": "b"}
+    assert codec.decode_v5(encoded.payload, encoded.user_properties) == Message(b"x", {"a": "b"},
+                                                                                 DATA)
+
+
+def test_v5_data_body_with_typed_properties_carries_only_the_type_table() -> None:
+    message = Message(b"\x00", {"n": 1, "s": "x"}, DATA)
+    encoded = codec.encode_v5(message)
+    assert dict(encoded.user_properties) == {"n": "1", "s": "x", "x-amqp-types": '{"n":"int"}'}
+    assert codec.decode_v5(encoded.payload, encoded.user_properties) == message
 
 
 def test_v5_json_body_for_non_str_values() -> None:

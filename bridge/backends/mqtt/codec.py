@@ -243,7 +243,9 @@ def property_name(key: str) -> str:
 def encode_v5(message: Message) -> Encoded:
     """Payload and user properties for an MQTT 5 PUBLISH. Raises `CodecError`."""
     kind, payload = body_payload(message)
-    props: list[tuple[str, str]] = [(BODY_KEY, kind)]
+    # A data body is what a plain client sends too, so it needs no marker: every user property
+    # costs paho real time on both sides (see docs/benchmarks.md).
+    props: list[tuple[str, str]] = [] if kind == KIND_DATA else [(BODY_KEY, kind)]
     types: dict[str, str] = {}
     for key, value in message.properties().items():
         name = property_name(key)
@@ -263,6 +265,8 @@ def decode_v5(payload: bytes, user_properties: Iterable[tuple[str, str]] | None,
     reserved = {name: value for name, value in pairs if name.startswith(RESERVED_PREFIX)
                 and not name.startswith(ESCAPE_PREFIX)}
     kind = reserved.get(BODY_KEY)
+    if kind is None and TYPES_KEY in reserved:
+        kind = KIND_DATA  # a bridge's data body with typed properties
     if kind is None:
         if payload_format == 1:
             try:

@@ -34,8 +34,9 @@ def test_bridge_publish_is_read_by_a_raw_mqtt5_subscriber(
     assert {k: user[k] for k in props} == {"count": "3", "temp": "20.5", "alert": "true",
                                            "unit": "C"}
     assert json.loads(user["x-amqp-types"]) == {"count": "int", "temp": "float", "alert": "bool"}
-    assert binary.payload == b"\x00\xffraw" and dict(binary.properties.UserProperty) == {
-        "x-amqp-body": "data"}
+    # a data body without properties is exactly what a plain client would publish
+    assert binary.payload == b"\x00\xffraw"
+    assert getattr(binary.properties, "UserProperty", []) == []
 
 
 @pytest.mark.skipif(shutil.which("mosquitto_sub") is None, reason="mosquitto_sub not installed")
