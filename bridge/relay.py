@@ -36,6 +36,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -360,39 +361,12 @@ class Relay:
 
     def metrics_text(self) -> str:
         """Prometheus text exposition of the relay's counters."""
-        lines = [
-            "# HELP bridge_relay_forwarded_total Messages forwarded and confirmed by the target.",
-            "# TYPE bridge_relay_forwarded_total counter",
-        ]
-        for f in self.forwarders:
-            lines.append(f'bridge_relay_forwarded_total{{rule="{f.name}"}} {f.stats.forwarded}')
-        lines += ["# HELP bridge_relay_failed_total Messages the target refused.",
-                  "# TYPE bridge_relay_failed_total counter"]
-        for f in self.forwarders:
-            lines.append(f'bridge_relay_failed_total{{rule="{f.name}"}} {f.stats.failed}')
-        lines += ["# HELP bridge_relay_resent_total Messages resent after a target loss.",
-                  "# TYPE bridge_relay_resent_total counter"]
-        for f in self.forwarders:
-            lines.append(f'bridge_relay_resent_total{{rule="{f.name}"}} {f.stats.resent}')
-        lines += ["# HELP bridge_relay_redelivered_total Messages in flight when the source was "
-                  "lost (delivered again by the source).",
-                  "# TYPE bridge_relay_redelivered_total counter"]
-        for f in self.forwarders:
-            lines.append(f'bridge_relay_redelivered_total{{rule="{f.name}"}} '
-                         f'{f.stats.redelivered}')
-        lines += ["# HELP bridge_relay_in_flight Messages sent and not yet confirmed.",
-                  "# TYPE bridge_relay_in_flight gauge"]
-        for f in self.forwarders:
-            lines.append(f'bridge_relay_in_flight{{rule="{f.name}"}} {len(f.inflight)}')
-        lines += ["# HELP bridge_relay_waiting Messages received and not yet forwarded.",
-                  "# TYPE bridge_relay_waiting gauge"]
-        for f in self.forwarders:
-            lines.append(f'bridge_relay_waiting{{rule="{f.name}"}} {len(f.pending)}')
-        lines += ["# HELP bridge_relay_lag_seconds Source arrival to target confirmation, last.",
-                  "# TYPE bridge_relay_lag_seconds gauge"]
-        for f in self.forwarders:
-            lines.append(f'bridge_relay_lag_seconds{{rule="{f.name}"}} '
-                         f'{f.stats.last_lag_ms / 1000:.6f}')
+        lines: list[str] = []
+        for name, kind, help_text, value in _RULE_METRICS:
+            lines += [f"# HELP bridge_relay_{name} {help_text}",
+                      f"# TYPE bridge_relay_{name} {kind}"]
+            lines += [f'bridge_relay_{name}{{rule="{f.name}"}} {value(f)}'
+                      for f in self.forwarders]
         lines += ["# HELP bridge_relay_connection_up 1 when the side's connection is open.",
                   "# TYPE bridge_relay_connection_up gauge"]
         for side in self.sides.values():
@@ -400,6 +374,22 @@ class Relay:
                          f'backend="{side.backend}",role="{side.role}"}} '
                          f'{1 if side.state == OPEN else 0}')
         return "\n".join(lines) + "\n"
+
+
+# name, type, help, value of one forwarder (rule)
+_RULE_METRICS: list[tuple[str, str, str, Callable[[_Forwarder], object]]] = [
+    ("forwarded_total", "counter", "Messages forwarded and confirmed by the target.",
+     lambda f: f.stats.forwarded),
+    ("failed_total", "counter", "Messages the target refused.", lambda f: f.stats.failed),
+    ("resent_total", "counter", "Messages resent after a target loss.",
+     lambda f: f.stats.resent),
+    ("redelivered_total", "counter", "Messages in flight when the source was lost "
+     "(delivered again by the source).", lambda f: f.stats.redelivered),
+    ("in_flight", "gauge", "Messages sent and not yet confirmed.", lambda f: len(f.inflight)),
+    ("waiting", "gauge", "Messages received and not yet forwarded.", lambda f: len(f.pending)),
+    ("lag_seconds", "gauge", "Source arrival to target confirmation, last.",
+     lambda f: f"{f.stats.last_lag_ms / 1000:.6f}"),
+]
 
 
 def _serve_metrics(relay: Relay, host: str, port: int) -> ThreadingHTTPServer:
