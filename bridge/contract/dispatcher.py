@@ -7,9 +7,12 @@ append per event (see `Dispatcher.post`).
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
+import select
+import socket
 import threading
 import time
 from collections import deque
@@ -39,7 +42,12 @@ class Dispatcher:
 
     def __init__(self) -> None:
         self._items: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
-        self._wake = threading.Event()
+        # A socket pair, not a threading.Event: writing a byte takes no Python lock, so post()
+        # is safe from a signal handler that interrupted the dispatcher thread itself (an Event
+        # would deadlock there on the lock its own wait()/clear() was holding).
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._sleeping = False
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._timer_seq = itertools.count()
@@ -55,7 +63,16 @@ class Dispatcher:
         # Ordering matters: the dispatcher sets _sleeping *before* its last emptiness check, so
         # either it sees this item or we see it asleep and wake it.
         if self._sleeping:
-            self._wake.set()
+            self._wake_up()
+
+    def _wake_up(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):  # full: already awake; closed
+            self._wake_w.send(b"\0")
+
+    def _drain_wake_ups(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            while self._wake_r.recv(4096):
+                pass
 
     def call_later(self, delay: float, fn: Callable[[], Any]) -> TimerHandle:
         handle = TimerHandle(time.monotonic() + max(0.0, delay), fn)
@@ -124,9 +141,9 @@ class Dispatcher:
                     continue
                 self._sleeping = True
                 if not items and not self._stop_requested:
-                    self._wake.wait(wait)
+                    select.select([self._wake_r], [], [], wait)
                 self._sleeping = False
-                self._wake.clear()
+                self._drain_wake_ups()
         finally:
             self._stop_requested = False
             self._owner = None

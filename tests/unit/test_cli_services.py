@@ -67,8 +67,13 @@ target = "memory:/out"
         if "relay:" in line and "memory-source open" in line:
             break  # connected and reporting
     process.send_signal(signal.SIGTERM)
-    rest = process.stderr.read()
-    assert process.wait(timeout=20) == 0
+    try:
+        _, rest = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, rest = process.communicate()
+        raise AssertionError(f"relay did not stop on SIGTERM; it printed:\n{rest}") from None
+    assert process.returncode == 0, rest
     assert "stopped" in rest
 
 

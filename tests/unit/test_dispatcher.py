@@ -96,3 +96,32 @@ def test_coalescer_batches_a_burst_into_one_handoff() -> None:
     coalescer.add(100)
     assert dispatcher.run(timeout=1, until=lambda: len(batches) == 2)
     assert batches[1] == [100]
+
+
+def test_posting_from_a_signal_handler_on_the_dispatching_thread_never_deadlocks() -> None:
+    """A SIGTERM handler calling agent.stop() interrupts the dispatcher thread itself, maybe
+    while it sleeps or is waking up: post() must take no lock that thread could hold."""
+    import signal
+
+    dispatcher = Dispatcher()
+    posted: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        dispatcher.post(posted.append, 1)
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)  # a signal every 0.5 ms
+    try:
+        ticks: list[int] = []
+
+        def tick() -> None:  # keep the dispatcher alternating between sleeping and waking
+            ticks.append(1)
+            if len(ticks) < 300:
+                dispatcher.call_later(0.001, tick)
+
+        dispatcher.call_later(0, tick)
+        assert dispatcher.run(timeout=20, until=lambda: len(ticks) >= 300)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert len(posted) > 10  # handlers ran, and their posts were dispatched or are queued
