@@ -157,10 +157,13 @@ class IoTHubProfile(BackendProfile):
         path = self.address("credit37")
         sender, _ = ctx.sender(agent, session, path)
         done: list[str] = []
+        echoed = self.hub().echoed
         for body in ("first", "second"):
             sender.createtransfer(agent.amqp.createmessage(body)).sendasync(
                 lambda b=body: done.append(b))
         ctx.wait(agent, lambda: done == ["first", "second"], "both confirmed without credit")
+        # the echo route has passed both on (to nobody) before the receiver subscribes
+        self.hub().wait_echoed(echoed + 2)
         received: list[Any] = []
         receiver, _ = ctx.receiver(agent, session, path, lambda ds: received.extend(ds))
         ctx.send(agent, sender, agent.amqp.createmessage("marker"))

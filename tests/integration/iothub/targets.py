@@ -113,6 +113,8 @@ class TlsHub:
         self._lock = threading.Condition()
         self._d2c: dict[str, list[D2C]] = {}
         self._acks: set[int] = set()
+        self._echo_mids: set[int] = set()
+        self.echoed = 0  # echo publishes the broker has acknowledged
         self._client: mqtt.Client | None = None
 
     def start(self) -> TlsHub:
@@ -215,6 +217,9 @@ class TlsHub:
                     properties: Any) -> None:
         with self._lock:
             self._acks.add(mid)
+            if mid in self._echo_mids:
+                self._echo_mids.discard(mid)
+                self.echoed += 1
             self._lock.notify_all()
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -229,7 +234,15 @@ class TlsHub:
             self._lock.notify_all()
         if self.echo and len(parts) == 4 and parts[2] == "modules":
             # an IoT Edge route: FROM .../modules/m/outputs/* INTO .../modules/m/inputs/echo
-            client.publish(f"{head}/inputs/echo/{bag}", msg.payload, qos=1)
+            info = client.publish(f"{head}/inputs/echo/{bag}", msg.payload, qos=1)
+            with self._lock:
+                self._echo_mids.add(info.mid)
+
+    def wait_echoed(self, count: int, timeout: float = TIMEOUT) -> None:
+        """Until *count* echo publishes in all have been acknowledged by the broker."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: self.echoed >= count, timeout):
+                raise AssertionError(f"only {self.echoed} of {count} echoes acknowledged")
 
 
 class StandinTarget:
