@@ -30,6 +30,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge.backends.mqtt import reasons
+from bridge.backends.mqtt.bufferedsocket import BufferedSocket
 from bridge.backends.mqtt.endpoint import Endpoint, backoff_delay
 
 log = logging.getLogger("bridge.backends.mqtt")
@@ -238,12 +239,17 @@ class Driver:
         client = self.client
         assert client is not None
         sock = client.socket()
+        if isinstance(sock, BufferedSocket) and not sock.flush() and sock.failed:
+            client.loop_read()  # paho meets the write error and runs its connection-lost path
+            if client.socket() is None:
+                self._socket_gone()
+            return
         timeout = self._timeout()
         readers: list[Any] = [self._wake_r]
         writers: list[Any] = []
         if sock is not None:
             readers.append(sock)
-            if client.want_write():
+            if client.want_write() or _unsent(sock):
                 writers.append(sock)
             if _pending(sock):
                 timeout = 0.0
@@ -403,6 +409,9 @@ class Driver:
         if client is None or client.socket() is None:
             return
         if client.is_connected():
+            sock = client.socket()
+            if isinstance(sock, BufferedSocket):  # the acks and publishes not yet written
+                sock.flush_within(_SHUTDOWN_GRACE)
             client.disconnect()
             deadline = time.monotonic() + _SHUTDOWN_GRACE
             while client.socket() is not None and client.want_write():
@@ -476,6 +485,10 @@ def _no_delay(sock: Any) -> None:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def _unsent(sock: Any) -> bool:
+    return isinstance(sock, BufferedSocket) and sock.unsent > 0
+
+
 def _pending(sock: Any) -> bool:
     """Bytes already decrypted/buffered (TLS, WebSocket) that select() cannot see."""
     pending = getattr(sock, "pending", None)
@@ -518,6 +531,13 @@ def tls_context(ca_file: str | None, cert_file: str | None, key_file: str | None
     return context
 
 
+class _Client(paho.Client):
+    """paho's client on a `BufferedSocket` (fewer system calls per packet)."""
+
+    def _create_socket(self) -> Any:
+        return BufferedSocket(super()._create_socket())
+
+
 def build_client(*, endpoint: Endpoint, client_id: str, v5: bool, clean_start: bool,
                  username: str | None, password: str | None, connect_timeout: float,
                  tls: ssl.SSLContext | None) -> paho.Client:
@@ -532,7 +552,7 @@ def build_client(*, endpoint: Endpoint, client_id: str, v5: bool, clean_start: b
     }
     if not v5:
         kwargs["clean_session"] = clean_start
-    client = paho.Client(**kwargs)
+    client = _Client(**kwargs)
     client.connect_timeout = connect_timeout
     client.max_inflight_messages_set(0)  # the backend keeps the window (link credit)
     client.max_queued_messages_set(0)
