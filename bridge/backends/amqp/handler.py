@@ -31,6 +31,7 @@ from proton import Condition, Delivery, Disposition, Endpoint, SSLDomain, Termin
 from bridge.backends.amqp import codec
 from bridge.backends.amqp.endpoint import plaintext_credentials_problem
 from bridge.backends.base import Outcome
+from bridge.contract.dispatcher import flush_wake_ups
 
 if TYPE_CHECKING:
     from proton import Connection, Event, Link, Session
@@ -119,6 +120,11 @@ class ConnectionHandler:
         self._timers: list[Any] = []
 
     # -- connection ---------------------------------------------------------------------------
+    def on_reactor_quiesced(self, event: Event) -> None:
+        # Every event read so far is handled and the reactor is about to wait on its sockets:
+        # now the dispatcher is woken, once, for all it was handed (`batch_wake_ups`).
+        flush_wake_ups()
+
     def on_reactor_init(self, event: Event) -> None:
         opts = self.options
         if self.local_closed:  # closed before the thread got going

@@ -25,6 +25,8 @@ from typing import Any
 from proton import Event
 from proton.reactor import Container
 
+from bridge.contract.dispatcher import batch_wake_ups, flush_wake_ups
+
 log = logging.getLogger("bridge.backends.amqp")
 
 Command = tuple[Callable[..., Any], tuple[Any, ...]]
@@ -136,6 +138,7 @@ class Reactor:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
+        batch_wake_ups()  # flushed when the reactor goes quiet (`ConnectionHandler`) and below
         try:
             self.container.run()
         except BaseException as exc:  # a bug in a handler: never die silently
@@ -143,4 +146,5 @@ class Reactor:
             self.commands.stop()
             self._on_crash(exc)
         finally:
+            flush_wake_ups()
             self.commands.close()

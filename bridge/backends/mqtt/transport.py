@@ -32,6 +32,7 @@ from paho.mqtt.properties import Properties
 from bridge.backends.mqtt import reasons
 from bridge.backends.mqtt.bufferedsocket import BufferedSocket
 from bridge.backends.mqtt.endpoint import Endpoint, backoff_delay
+from bridge.contract.dispatcher import batch_wake_ups, flush_wake_ups
 
 log = logging.getLogger("bridge.backends.mqtt")
 
@@ -174,6 +175,7 @@ class Driver:
         return timer
 
     def _run(self) -> None:
+        batch_wake_ups()  # flushed before every wait on the socket (`_wait_io`) and at the end
         try:
             try:
                 self.client = self._client_factory()
@@ -192,6 +194,7 @@ class Driver:
                 self._finish(f"{reasons.INTERNAL}: the MQTT network loop stopped: {exc}")
         finally:
             self._drop_socket()
+            flush_wake_ups()
             self._done.set()
             self._wake_r.close()
             self._wake_w.close()
@@ -253,6 +256,7 @@ class Driver:
                 writers.append(sock)
             if _pending(sock):
                 timeout = 0.0
+        flush_wake_ups()  # the dispatcher, for everything this turn handed it
         readable, writable, _ = select.select(readers, writers, [], timeout)
         if self._wake_r in readable:
             with contextlib.suppress(BlockingIOError, OSError):
@@ -306,6 +310,7 @@ class Driver:
         self._disconnect = None
         self.refused_code = None
         options = self.options
+        flush_wake_ups()  # connecting may block (DNS, TCP, TLS handshake)
         try:
             if self._before_attempt is not None:
                 self._before_attempt(client)
@@ -408,6 +413,7 @@ class Driver:
         client = self.client
         if client is None or client.socket() is None:
             return
+        flush_wake_ups()  # closing may wait for the socket
         if client.is_connected():
             sock = client.socket()
             if isinstance(sock, BufferedSocket):  # the acks and publishes not yet written
