@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+import select
 import threading
 import time
 
-from bridge.contract.dispatcher import Coalescer, Dispatcher
+from bridge.contract.dispatcher import (
+    Coalescer,
+    Dispatcher,
+    batch_wake_ups,
+    flush_wake_ups,
+)
 
 
 def test_posts_run_in_order_on_the_running_thread() -> None:
@@ -125,3 +131,75 @@ def test_posting_from_a_signal_handler_on_the_dispatching_thread_never_deadlocks
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert len(posted) > 10  # handlers ran, and their posts were dispatched or are queued
+
+
+def _wake_bytes(dispatcher: Dispatcher) -> int:
+    """Wake-up bytes waiting for *dispatcher* (read and counted)."""
+    count = 0
+    while select.select([dispatcher._wake_r], [], [], 0)[0]:
+        count += len(dispatcher._wake_r.recv(4096))
+    return count
+
+
+def _in_thread(fn) -> None:  # type: ignore[no-untyped-def]
+    thread = threading.Thread(target=fn)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_a_batching_thread_wakes_a_sleeping_dispatcher_once_when_it_flushes() -> None:
+    first, second = Dispatcher(), Dispatcher()
+    first._sleeping = second._sleeping = True  # as while they wait in select
+    woken_before_flush: list[int] = []
+
+    def network_thread() -> None:
+        batch_wake_ups()
+        for i in range(50):
+            first.post(_noop_item, i)
+        second.post(_noop_item, 0)
+        woken_before_flush.extend([_wake_bytes(first), _wake_bytes(second)])
+        flush_wake_ups()
+        flush_wake_ups()  # nothing left to wake: no second byte
+
+    _in_thread(network_thread)
+    assert woken_before_flush == [0, 0]
+    assert (_wake_bytes(first), _wake_bytes(second)) == (1, 1)
+    assert len(first._items) == 50 and len(second._items) == 1
+
+
+def test_other_threads_still_wake_the_dispatcher_at_once() -> None:
+    dispatcher = Dispatcher()
+    dispatcher._sleeping = True
+
+    def user_thread() -> None:
+        dispatcher.post(_noop_item, 1)
+        dispatcher.post(_noop_item, 2)
+
+    _in_thread(user_thread)
+    assert _wake_bytes(dispatcher) == 2
+
+
+def test_batched_posts_all_run_once_flushed() -> None:
+    dispatcher = Dispatcher()
+    seen: list[int] = []
+    go = threading.Event()
+
+    def network_thread() -> None:
+        batch_wake_ups()
+        go.wait(5)
+        for round_ in range(20):
+            for i in range(10):
+                dispatcher.post(seen.append, round_ * 10 + i)
+            flush_wake_ups()  # before the network thread would block
+
+    thread = threading.Thread(target=network_thread)
+    thread.start()
+    dispatcher.post(go.set)
+    assert dispatcher.run(timeout=5, until=lambda: len(seen) == 200)
+    thread.join(5)
+    assert seen == list(range(200))
+
+
+def _noop_item(_: int) -> None:
+    return None
