@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from bridge.backends.mqtt import codec
 from bridge.contract.message import INT64_MAX, INT64_MIN, BodyKind, Message
@@ -229,3 +231,19 @@ def _utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def test_properties_size_counts_the_utf8_bytes_on_the_wire() -> None:
+    encoded = codec.encode_v5(Message(b"x", {"a": 1, "ключ": "значение"}, BodyKind.DATA))
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = encoded.user_properties
+    # paho's packed properties: a length prefix (1 byte here) and the pairs themselves
+    assert encoded.properties_size == len(props.pack()) - 1
+
+
+def test_the_type_table_is_the_same_json_every_time() -> None:
+    first = codec.encode_v5(Message(b"x", {"n": 1, "f": 0.5, "b": True}, BodyKind.DATA))
+    again = codec.encode_v5(Message(b"y", {"n": 2, "f": 1.5, "b": False}, BodyKind.DATA))
+    table = dict(first.user_properties)[codec.TYPES_KEY]
+    assert table == '{"n":"int","f":"float","b":"bool"}'
+    assert dict(again.user_properties)[codec.TYPES_KEY] == table

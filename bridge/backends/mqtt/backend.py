@@ -137,20 +137,21 @@ class MQTTBackend(PahoCallbacks):
         return client
 
     # -- codec -----------------------------------------------------------------------------------
-    def _encode(self, message: Message) -> tuple[bytes, Any]:
+    def _encode(self, message: Message) -> tuple[bytes, Any, int]:
+        """(payload, PUBLISH properties or None, bytes the properties take)."""
         if self.v5:
             encoded = codec.encode_v5(message)
             props = Properties(PacketTypes.PUBLISH)
             props.UserProperty = encoded.user_properties
-            return encoded.payload, props
+            return encoded.payload, props, encoded.properties_size
         if self.settings.properties_v311 == "envelope":
-            return codec.encode_envelope(message), None
+            return codec.encode_envelope(message), None, 0
         if message.properties() and not self._warned_drop:
             self._warned_drop = True
             log.warning("MQTT 3.1.1 with properties_v311 = 'drop': application properties and "
                         "the body kind are not sent (connection %s; logged once)",
                         self.client_id)
-        return codec.encode_raw(message), None
+        return codec.encode_raw(message), None, 0
 
     def _decode(self, msg: paho.MQTTMessage) -> Message:
         if self.v5:
@@ -214,11 +215,12 @@ class MQTTBackend(PahoCallbacks):
     def send(self, transfer: TransferHandle) -> None:
         route: Route = transfer.link.backend_state
         try:
-            payload, props = self._encode(transfer.message)  # pure: done on the caller's thread
+            # pure: done on the caller's thread
+            payload, props, props_size = self._encode(transfer.message)
         except codec.CodecError as exc:
             self.events.transfer_failed(transfer, f"{reasons.INVALID_FIELD}: {exc}")
             return
-        size = len(payload) + len(route.topic.encode("utf-8")) + _properties_size(props)
+        size = len(payload) + codec.utf8_length(route.topic) + props_size
         self.driver.call(self.outbound.submit,
                          Outgoing(route.topic, payload, props, self.settings.qos,
                                   transfer=transfer, link_id=transfer.link.id, size=size))
@@ -272,9 +274,3 @@ class MQTTBackend(PahoCallbacks):
         self.outbound.pump()
 
 
-
-def _properties_size(props: Any) -> int:
-    if props is None:
-        return 0
-    pairs = getattr(props, "UserProperty", ()) or ()
-    return sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) + 5 for k, v in pairs)
