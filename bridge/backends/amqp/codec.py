@@ -32,6 +32,7 @@ from proton import (
 )
 from proton import Message as ProtonMessage
 
+from bridge.backends.amqp import fastcodec
 from bridge.backends.problems import collect_problems
 from bridge.backends.problems import note as _problem
 from bridge.contract.message import INT64_MAX, INT64_MIN, BodyKind, Message
@@ -284,6 +285,9 @@ def decode_message(raw: bytes) -> Message:
     more amqp-sequence sections (one list), or exactly one amqp-value. Other layouts are
     delivered as proton reads them and reported.
     """
+    fast = fastcodec.decode(raw)
+    if fast is not None:  # the plain shape, read without proton (identical result)
+        return fast
     layout = sections(raw)
     received = ProtonMessage()
     received.decode(raw)
@@ -376,6 +380,14 @@ def message_to_proton(message: Message, *, durable: bool = False) -> ProtonMessa
                          durable=durable)
 
 
+def encode_message(message: Message, *, durable: bool = False) -> bytes:
+    """The bytes of one transfer: `message_to_proton` encoded (directly, for the plain shapes)."""
+    encoded = fastcodec.encode(message, durable=durable)
+    if encoded is None:
+        encoded = message_to_proton(message, durable=durable).encode()
+    return encoded
+
+
 # -- error texts -------------------------------------------------------------------------------
 
 
@@ -408,6 +420,7 @@ __all__ = [
     "collect_problems",
     "condition_text",
     "decode_message",
+    "encode_message",
     "from_amqp",
     "message_from_proton",
     "message_to_proton",

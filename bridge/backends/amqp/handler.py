@@ -464,8 +464,7 @@ class ConnectionHandler:
             if transfer.id in self.cancelled:
                 continue
             try:
-                payload = codec.message_to_proton(
-                    transfer.message, durable=self.options.durable).encode()
+                payload = codec.encode_message(transfer.message, durable=self.options.durable)
             except Exception as exc:
                 self.events.transfer_failed(transfer, f"amqp:decode-error: the message cannot "
                                                       f"be encoded: {exc}")
