@@ -105,8 +105,10 @@ class Dispatcher:
             self._wake_w.send(b"\0")
 
     def _drain_wake_ups(self) -> None:
+        # One read takes every byte written so far (a full buffer: read again); reading until
+        # it fails would cost a second system call per wake-up.
         with contextlib.suppress(BlockingIOError, OSError):
-            while self._wake_r.recv(4096):
+            while len(self._wake_r.recv(4096)) == 4096:
                 pass
 
     def call_later(self, delay: float, fn: Callable[[], Any]) -> TimerHandle:
@@ -175,10 +177,12 @@ class Dispatcher:
                         return bool(until()) if until is not None else False
                     continue
                 self._sleeping = True
+                woken = False
                 if not items and not self._stop_requested:
-                    select.select([self._wake_r], [], [], wait)
+                    woken = bool(select.select([self._wake_r], [], [], wait)[0])
                 self._sleeping = False
-                self._drain_wake_ups()
+                if woken:  # a byte written while we did not sleep is read after the next wait
+                    self._drain_wake_ups()
         finally:
             self._stop_requested = False
             self._owner = None

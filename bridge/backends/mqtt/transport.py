@@ -260,7 +260,7 @@ class Driver:
         readable, writable, _ = select.select(readers, writers, [], timeout)
         if self._wake_r in readable:
             with contextlib.suppress(BlockingIOError, OSError):
-                while self._wake_r.recv(4096):
+                while len(self._wake_r.recv(4096)) == 4096:  # one read unless it was full
                     pass
         if sock is None:
             return
