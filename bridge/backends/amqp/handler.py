@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import socket
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -136,6 +137,18 @@ class ConnectionHandler:
             self._finish()
             return
         log.info("AMQP connecting to %s", opts.describe())
+        host = opts.endpoint.host
+        try:
+            # proton resolves the name inside its IO handler, where a failure ends the reactor
+            # thread with a traceback; resolved here first, it is a connection error like any
+            # other unreachable broker.
+            socket.getaddrinfo(host, opts.endpoint.port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            self._fail_connection(f"amqp:connection:forced: cannot resolve the AMQP broker's "
+                                  f"host name {host!r} ({opts.address}): {reason}")
+            self._finish()
+            return
         kwargs: dict[str, Any] = {
             "sasl_enabled": True, "allowed_mechs": opts.mechanisms,
             "allow_insecure_mechs": opts.allow_insecure_plain,

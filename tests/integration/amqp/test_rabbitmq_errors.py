@@ -88,6 +88,20 @@ def test_connection_refused(harness: Harness) -> None:
     assert "Connection refused" in rec.detail("CONNECTION_ERROR")
 
 
+def test_unresolvable_host_is_a_connection_error_naming_it(harness: Harness,
+                                                           caplog: pytest.LogCaptureFixture
+                                                           ) -> None:
+    agent = harness.agent()
+    rec = Rec()
+    conn = agent.amqp.openconnection("amqp://no-such-broker.invalid:5672", rec)
+    harness.wait(agent, lambda: bool(rec.events), "CONNECTION_ERROR")
+    assert rec.names() == ["CONNECTION_ERROR"] and not conn.isopen()
+    detail = rec.detail("CONNECTION_ERROR")
+    assert detail.startswith("amqp:connection:forced: cannot resolve")
+    assert "'no-such-broker.invalid'" in detail
+    assert not any(record.exc_info for record in caplog.records)  # no crash traceback
+
+
 def test_connect_timeout_when_the_peer_never_speaks(harness: Harness) -> None:
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts (backlog), never answers
         agent = harness.agent(connect_timeout=0.5)
