@@ -1,13 +1,14 @@
 """Benchmarks: the adapter against the raw clients, doing the same work against the same broker.
 
-    python benchmarks/run.py            # full run (a few minutes)
+    python benchmarks/run.py            # full run (about a minute)
     python benchmarks/run.py --quick    # smaller counts, for a smoke check
 
 Prints one table per measurement:
 
 1. throughput end to end (send -> receive -> settle), messages/s, adapter vs raw client and the
    ratio: MQTT at QoS 1 and 0 (paho-mqtt raw), AMQP 1.0 (proton raw, RabbitMQ), memory (no raw);
-   256 B and 16 KiB bodies;
+   256 B and 16 KiB bodies; with the CPU time the client process spent per message (all its
+   threads, the broker not counted), which varies much less from run to run than the rate;
 2. added latency p50/p99 at a fixed rate (1,000 msg/s);
 3. peak memory for 10,000 messages buffered while the MQTT broker is unreachable;
 4. concurrent agents/connections one process holds.
@@ -60,9 +61,13 @@ def body_of(size: int) -> bytes:
 # --------------------------------------------------------------------------------------------
 
 
+Throughput = tuple[float, int, float]  # messages/s, messages received, CPU µs per message
+
+
 def adapter_throughput(settings: Settings, path: str, count: int, size: int,
-                       confirm: bool = True, connections: int = 2) -> tuple[float, int]:
-    """messages/s from the first send to the last receive+accept (and send confirmation).
+                       confirm: bool = True, connections: int = 2) -> Throughput:
+    """messages/s from the first send to the last receive+accept (and send confirmation), and
+    the CPU this process spent per message meanwhile (all its threads).
 
     With ``connections=2`` the receiver and the sender use one connection each, as the raw
     baselines use one client (one socket, one network thread) per side.
@@ -96,16 +101,13 @@ def adapter_throughput(settings: Settings, path: str, count: int, size: int,
         confirmed[0] += 1
 
     message = agent.amqp.createbinarymessage(body_of(size), {"bench": 1})
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(count):
         sender.createtransfer(message).sendasync(done)
-    finished = agent.run_until(lambda: received[0] >= count and
-                               (not confirm or confirmed[0] >= count), 120)
-    elapsed = time.perf_counter() - start
+    agent.run_until(lambda: received[0] >= count and (not confirm or confirmed[0] >= count), 120)
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     agent.close()
-    if not finished:
-        return received[0] / elapsed, received[0]
-    return count / elapsed, received[0]
+    return received[0] / elapsed, received[0], cpu / count * 1e6
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,17 +130,17 @@ def _paho_client(port: int, client_id: str, on_message: Callable[..., None] | No
     return client
 
 
-def paho_throughput_stock(port: int, count: int, size: int, qos: int) -> tuple[float, int]:
+def paho_throughput_stock(port: int, count: int, size: int, qos: int) -> Throughput:
     """`paho_throughput` in a fresh interpreter: stock paho, without the adapter's speedups
     (the MQTT backend speeds up paho's property lookups process-wide when it loads)."""
     code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.run import "
             f"paho_throughput; print(*paho_throughput({port}, {count}, {size}, {qos}))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True, timeout=300).stdout.split()
-    return float(out[0]), int(out[1])
+    return float(out[0]), int(out[1]), float(out[2])
 
 
-def paho_throughput(port: int, count: int, size: int, qos: int) -> tuple[float, int]:
+def paho_throughput(port: int, count: int, size: int, qos: int) -> Throughput:
     topic = f"bench/raw/{uuid.uuid4().hex}"
     received = [0]
     all_in = threading.Event()
@@ -167,16 +169,16 @@ def paho_throughput(port: int, count: int, size: int, qos: int) -> tuple[float, 
     # the same application property the adapter's messages carry: the same work on the wire
     properties = Properties(PacketTypes.PUBLISH)
     properties.UserProperty = ("bench", "1")
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(count):
         publisher.publish(topic, payload, qos, properties=properties)
     all_in.wait(120)
     all_out.wait(120)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     for client in (publisher, subscriber):
         client.disconnect()
         client.loop_stop()
-    return received[0] / elapsed, received[0]
+    return received[0] / elapsed, received[0], cpu / count * 1e6
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,7 +186,7 @@ def paho_throughput(port: int, count: int, size: int, qos: int) -> tuple[float, 
 # --------------------------------------------------------------------------------------------
 
 
-def proton_throughput(count: int, size: int) -> tuple[float, int]:
+def proton_throughput(count: int, size: int) -> Throughput:
     from proton import Message
     from proton.handlers import MessagingHandler
     from proton.reactor import Container
@@ -197,7 +199,7 @@ def proton_throughput(count: int, size: int) -> tuple[float, int]:
         def __init__(self) -> None:
             super().__init__(prefetch=100, auto_accept=False)
             self.sent = self.confirmed = self.received = 0
-            self.start = 0.0
+            self.start = self.cpu_start = 0.0
 
         def on_start(self, event: Any) -> None:
             conn = event.container.connect(AMQP_URL)
@@ -206,7 +208,7 @@ def proton_throughput(count: int, size: int) -> tuple[float, int]:
 
         def on_sendable(self, event: Any) -> None:
             if not self.start:
-                self.start = time.perf_counter()
+                self.start, self.cpu_start = time.perf_counter(), time.process_time()
             while event.sender.credit and self.sent < count:
                 event.sender.send(Message(body=payload, inferred=True,
                                           properties={"bench": 1}))
@@ -224,11 +226,13 @@ def proton_throughput(count: int, size: int) -> tuple[float, int]:
         def _maybe_done(self, event: Any) -> None:
             if self.received >= count and self.confirmed >= count:
                 result["elapsed"] = time.perf_counter() - self.start
+                result["cpu"] = time.process_time() - self.cpu_start
                 result["received"] = self.received
                 event.connection.close()
 
     Container(Bench()).run()
-    return result["received"] / result["elapsed"], int(result["received"])
+    return (result["received"] / result["elapsed"], int(result["received"]),
+            result["cpu"] / count * 1e6)
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,31 +405,34 @@ def main() -> None:
         for label, size in SIZES.items():
             count = counts[size]
             if "memory" in wanted:
-                rate, got = adapter_throughput(
+                rate, got, cpu = adapter_throughput(
                     Settings(memory={"broker": uuid.uuid4().hex}), "/bench", count, size,
                     connections=1)
-                rows.append(["memory", "-", label, f"{count}", f"{rate:,.0f}", "-", "-"])
+                rows.append(["memory", "-", label, f"{count}", f"{rate:,.0f}", "-", "-",
+                             f"{cpu:.0f}", "-"])
             if "mqtt" in wanted:
                 for qos in (1, 0):
-                    raw, raw_got = paho_throughput_stock(port, count, size, qos)
+                    raw, raw_got, raw_cpu = paho_throughput_stock(port, count, size, qos)
                     settings = Settings(backend="mqtt", agent_id=f"b{uuid.uuid4().hex[:6]}",
                                         mqtt={**mqtt, "qos": qos})
-                    rate, got = adapter_throughput(settings, f"/bench/{uuid.uuid4().hex}",
-                                                   count, size)
+                    rate, got, cpu = adapter_throughput(settings, f"/bench/{uuid.uuid4().hex}",
+                                                        count, size)
                     rows.append(["mqtt", str(qos), label, f"{count} ({got}/{raw_got} in)",
-                                 f"{rate:,.0f}", f"{raw:,.0f}", f"{rate / raw:.2f}"])
+                                 f"{rate:,.0f}", f"{raw:,.0f}", f"{rate / raw:.2f}",
+                                 f"{cpu:.0f}", f"{raw_cpu:.0f}"])
             if "amqp" in wanted:
-                raw, raw_got = proton_throughput(count, size)
+                raw, raw_got, raw_cpu = proton_throughput(count, size)
                 settings = Settings(backend="amqp", amqp={"url": AMQP_URL},
                                     agent_id=f"b{uuid.uuid4().hex[:6]}")
-                rate, got = adapter_throughput(  # one connection, as the raw proton peer
+                rate, got, cpu = adapter_throughput(  # one connection, as the raw proton peer
                     settings, f"/queue/bench-{uuid.uuid4().hex[:10]}", count, size,
                     connections=1)
-                rows.append(["amqp", "-", label, f"{count}", f"{rate:,.0f}", f"{raw:,.0f}",
-                             f"{rate / raw:.2f}"])
-        print(table("Throughput, end to end (msg/s)",
+                rows.append(["amqp", "-", label, f"{count} ({got}/{raw_got} in)",
+                             f"{rate:,.0f}", f"{raw:,.0f}", f"{rate / raw:.2f}", f"{cpu:.0f}",
+                             f"{raw_cpu:.0f}"])
+        print(table("Throughput, end to end (msg/s), and client CPU per message (µs)",
                     ["backend", "qos", "body", "messages", "adapter", "raw client",
-                     "adapter/raw"], rows))
+                     "adapter/raw", "adapter CPU", "raw CPU"], rows))
         if "mqtt" in wanted:
             seconds = 3.0 * scale if args.quick else 5.0
             raw = paho_latency(port, 1000, seconds)

@@ -269,6 +269,7 @@ class Driver:
                 client.loop_read()
                 if client.socket() is not sock or not _readable(sock):
                     break
+            flush_wake_ups()  # what was read goes to the dispatcher now, not after our turn
         if client.socket() is sock and sock in writable:
             client.loop_write()
         if client.socket() is sock:
