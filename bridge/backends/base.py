@@ -104,6 +104,11 @@ class BackendContext:
     events: BackendEvents
     agent_id: str
     connection_index: int
+    # ``later(delay, fn)``: when called on the agent's dispatcher thread, runs *fn* there after
+    # *delay* seconds and returns True; on any other thread it does nothing and returns False.
+    # A backend uses it to hand work over in batches without ever leaving some behind (the
+    # AMQP backend: settlements). None: not available (act at once).
+    later: Callable[[float, Callable[[], None]], bool] | None = None
 
 
 BackendFactory = Callable[[BackendContext], Backend]

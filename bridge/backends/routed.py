@@ -88,7 +88,8 @@ class _Target:
         self.events = _TargetEvents(self)
         self.backend: Backend = load_backend(name)(BackendContext(
             settings=settings, url=context.url, events=self.events,
-            agent_id=context.agent_id, connection_index=context.connection_index))
+            agent_id=context.agent_id, connection_index=context.connection_index,
+            later=context.later))
 
     def session_proxy(self, real: SessionHandle) -> _SessionProxy:
         proxy = self.sessions.get(real.id)

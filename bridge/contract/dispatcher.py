@@ -83,6 +83,7 @@ class Dispatcher:
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._timer_seq = itertools.count()
         self._timer_lock = threading.Lock()
+        self._before_leaving: list[TimerHandle] = []
         self._stop_requested = False
         self._owner: int | None = None
         self._owner_lock = threading.Lock()
@@ -111,10 +112,18 @@ class Dispatcher:
             while len(self._wake_r.recv(4096)) == 4096:
                 pass
 
-    def call_later(self, delay: float, fn: Callable[[], Any]) -> TimerHandle:
+    def call_later(self, delay: float, fn: Callable[[], Any], *,
+                   before_leaving: bool = False) -> TimerHandle:
+        """Run *fn* on the dispatcher thread after *delay* seconds. With *before_leaving*, also
+        when `run` returns before then (for work that must not wait for the next run)."""
         handle = TimerHandle(time.monotonic() + max(0.0, delay), fn)
         with self._timer_lock:
             heapq.heappush(self._timers, (handle.deadline, next(self._timer_seq), handle))
+            if before_leaving:
+                leaving = self._before_leaving
+                if len(leaving) >= 64:  # drop those that fired meanwhile
+                    leaving[:] = [h for h in leaving if not h.cancelled]
+                leaving.append(handle)
         if not self.on_dispatcher_thread():
             self.post(_noop)  # re-evaluate the sleep deadline
         return handle
@@ -184,8 +193,21 @@ class Dispatcher:
                 if woken:  # a byte written while we did not sleep is read after the next wait
                     self._drain_wake_ups()
         finally:
+            self._run_before_leaving()
             self._stop_requested = False
             self._owner = None
+
+    def _run_before_leaving(self) -> None:
+        with self._timer_lock:
+            leaving, self._before_leaving = self._before_leaving, []
+        for handle in leaving:
+            if handle.cancelled:
+                continue
+            handle.cancelled = True  # ran now: the timer itself is a no-op later
+            try:
+                handle.callback()
+            except Exception:
+                log.exception("internal error in timer %r", handle)
 
     def _sleep_time(self, deadline: float | None) -> float | None:
         now = time.monotonic()

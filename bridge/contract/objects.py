@@ -199,9 +199,17 @@ class ConnectionCore(_Node):
         self._settled = Coalescer(rt.post, self._handle_settled)
         # *settings* lets a service (the relay) run connections of one agent on other backends
         context = BackendContext(settings=settings or rt.settings, url=url, events=self,
-                                 agent_id=rt.agent_id, connection_index=self.id)
+                                 agent_id=rt.agent_id, connection_index=self.id,
+                                 later=self._later)
         factory = rt.backend_factory() if settings is None else rt.backend_factory_for(settings)
         self.backend: Backend = factory(context)
+
+    def _later(self, delay: float, fn: Callable[[], None]) -> bool:
+        dispatcher = self.rt.dispatcher
+        if not dispatcher.on_dispatcher_thread():
+            return False
+        dispatcher.call_later(delay, fn, before_leaving=True)
+        return True
 
     def _request_open(self) -> None:
         self.requested = True

@@ -13,7 +13,7 @@ import pytest
 
 from bridge.backends.amqp import reactor as reactor_module
 from bridge.backends.amqp.backend import AMQPBackend
-from bridge.backends.amqp.reactor import Reactor
+from bridge.backends.amqp.reactor import CommandQueue, Deferred, Reactor
 from bridge.backends.base import BackendContext
 from bridge.settings import Settings
 
@@ -84,6 +84,60 @@ def test_submit_never_blocks_and_wakes_the_reactor_once_per_batch(
     reactor.submit(reactor.finish)
     assert reactor.join(10)
     assert count == list(range(100_000))
+
+
+def _pipe_bytes(queue: CommandQueue) -> int:
+    """Wake-up bytes waiting in *queue*'s pipe (read and counted)."""
+    try:
+        return len(os.read(queue.fileno(), 4096))
+    except BlockingIOError:
+        return 0
+
+
+def test_deferred_commands_wake_the_reactor_only_when_a_batch_is_full() -> None:
+    queue = CommandQueue()
+    try:
+        results = [queue.submit_deferred(lambda: None, batch=4) for _ in range(3)]
+        assert results == [Deferred.FIRST, Deferred.JOINED, Deferred.JOINED]
+        assert _pipe_bytes(queue) == 0  # three wait without a wake-up
+        assert queue.submit_deferred(lambda: None, batch=4) is Deferred.JOINED
+        assert _pipe_bytes(queue) == 1  # the fourth fills the batch: one wake-up
+        # until the reactor takes them, more commands ride along with that wake-up
+        assert queue.submit_deferred(lambda: None, batch=4) is Deferred.JOINED
+        queue.kick()
+        assert _pipe_bytes(queue) == 0
+    finally:
+        queue.close()
+
+
+def test_kick_wakes_the_reactor_for_a_partial_batch_once() -> None:
+    queue = CommandQueue()
+    try:
+        assert queue.submit_deferred(lambda: None, batch=16) is Deferred.FIRST
+        queue.kick()
+        queue.kick()
+        assert _pipe_bytes(queue) == 1
+    finally:
+        queue.close()
+
+
+def test_a_plain_command_carries_the_deferred_ones() -> None:
+    reactor = _reactor()
+    reactor.start()
+    ran: list[str] = []
+    assert reactor.submit_deferred(ran.append, "settle-1", batch=16) is Deferred.FIRST
+    assert reactor.submit_deferred(ran.append, "settle-2", batch=16) is Deferred.JOINED
+    done = threading.Event()
+    assert reactor.submit(lambda: (ran.append("plain"), done.set()))
+    assert done.wait(5)
+    assert ran == ["settle-1", "settle-2", "plain"]  # in submission order, one wake-up
+    # the next deferred command opens a new batch
+    assert reactor.submit_deferred(ran.append, "settle-3", batch=16) is Deferred.FIRST
+    reactor.kick()
+    reactor.submit(reactor.finish)
+    assert reactor.join(5)
+    assert ran[-1] == "settle-3"
+    assert reactor.submit_deferred(ran.append, "late", batch=16) is Deferred.REFUSED
 
 
 def test_a_crashing_handler_is_reported_and_the_thread_ends() -> None:

@@ -203,3 +203,25 @@ def test_batched_posts_all_run_once_flushed() -> None:
 
 def _noop_item(_: int) -> None:
     return None
+
+
+def test_a_before_leaving_timer_runs_when_run_returns_first() -> None:
+    dispatcher = Dispatcher()
+    ran: list[str] = []
+    dispatcher.post(lambda: dispatcher.call_later(60, lambda: ran.append("kick"),
+                                                  before_leaving=True))
+    dispatcher.post(lambda: dispatcher.call_later(60, lambda: ran.append("ordinary")))
+    assert dispatcher.run(timeout=0.05) is False
+    assert ran == ["kick"]  # before run returned; the ordinary timer still waits
+    fired = dispatcher._run_due_timers()
+    assert fired == 0 and ran == ["kick"]
+
+
+def test_a_before_leaving_timer_runs_once() -> None:
+    dispatcher = Dispatcher()
+    ran: list[int] = []
+    dispatcher.post(lambda: dispatcher.call_later(0.01, lambda: ran.append(1),
+                                                  before_leaving=True))
+    assert dispatcher.run(timeout=2, until=lambda: bool(ran))
+    dispatcher.run(timeout=0.01)
+    assert ran == [1]

@@ -15,6 +15,7 @@ cannot stall another, and an agent has at most a few connections (imp capped the
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import threading
@@ -32,6 +33,14 @@ log = logging.getLogger("bridge.backends.amqp")
 Command = tuple[Callable[..., Any], tuple[Any, ...]]
 
 
+class Deferred(enum.Enum):
+    """What `CommandQueue.submit_deferred` did with a command."""
+
+    FIRST = "first"  # queued; it opened a deferred batch: arrange a `kick`
+    JOINED = "joined"  # queued; a wake-up or an open batch takes it along
+    REFUSED = "refused"  # the reactor has finished: not queued
+
+
 class CommandQueue:
     """Callables submitted from any thread, run on the reactor thread in submission order."""
 
@@ -39,6 +48,7 @@ class CommandQueue:
         self._items: deque[Command] = deque()
         self._lock = threading.Lock()
         self._signalled = False
+        self._deferred = 0  # commands queued since the last wake-up without one of their own
         self._accepting = True
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._read_fd, False)
@@ -55,11 +65,42 @@ class CommandQueue:
                 return False
             self._items.append((fn, args))
             if not self._signalled:
-                self._signalled = True
-                # Under the lock so the descriptor cannot be closed (and reused) meanwhile.
-                with contextlib.suppress(BlockingIOError):  # a wake-up is already waiting
-                    os.write(self._write_fd, b"!")
+                self._signal()
         return True
+
+    def submit_deferred(self, fn: Callable[..., Any], *args: Any, batch: int) -> Deferred:
+        """Queue ``fn(*args)`` without waking the reactor, until *batch* such commands wait.
+
+        For work that may wait a little (settlements): on a stream that arrives one message
+        per reactor pass, a wake-up per settlement was a pipe write, a reactor pass and a
+        thread switch per message. Returns `FIRST` when this command opened a new deferred
+        batch (the caller must make sure `kick` runs soon), `JOINED` when one is open already
+        or the reactor is woken anyway, `REFUSED` once the reactor has finished.
+        """
+        with self._lock:
+            if not self._accepting:
+                return Deferred.REFUSED
+            self._items.append((fn, args))
+            if self._signalled:
+                return Deferred.JOINED  # the pending wake-up takes it along
+            self._deferred += 1
+            if self._deferred >= batch:
+                self._signal()
+                return Deferred.JOINED
+            return Deferred.FIRST if self._deferred == 1 else Deferred.JOINED
+
+    def kick(self) -> None:
+        """Wake the reactor for commands queued by `submit_deferred`, if still waiting."""
+        with self._lock:
+            if self._accepting and self._items and not self._signalled:
+                self._signal()
+
+    def _signal(self) -> None:
+        # Under the lock, so the descriptor cannot be closed (and reused) meanwhile.
+        self._signalled = True
+        self._deferred = 0
+        with contextlib.suppress(BlockingIOError):  # a wake-up is already waiting
+            os.write(self._write_fd, b"!")
 
     # -- proton selectable protocol (reactor thread) -----------------------------------------
     def fileno(self) -> int:
@@ -76,6 +117,7 @@ class CommandQueue:
             os.read(self._read_fd, 512)
         with self._lock:
             self._signalled = False  # before taking the batch: a later submit wakes us again
+            self._deferred = 0
             batch, self._items = self._items, deque()
         for fn, args in batch:
             try:
@@ -120,6 +162,12 @@ class Reactor:
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> bool:
         return self.commands.submit(fn, *args)
+
+    def submit_deferred(self, fn: Callable[..., Any], *args: Any, batch: int) -> Deferred:
+        return self.commands.submit_deferred(fn, *args, batch=batch)
+
+    def kick(self) -> None:
+        self.commands.kick()
 
     def on_reactor_thread(self) -> bool:
         return threading.current_thread() is self._thread

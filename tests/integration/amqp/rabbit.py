@@ -96,6 +96,16 @@ def queue_depth(address: str) -> int:
     return 0
 
 
+def unacknowledged(address: str) -> int:
+    """Messages of the queue of *address* delivered and not yet settled by their consumer."""
+    name = queue_name(address)
+    for line in rabbitmqctl("list_queues", "name", "messages_unacknowledged").splitlines():
+        parts = line.split("\t")
+        if len(parts) == 2 and parts[0] == name:
+            return int(parts[1])
+    return 0
+
+
 def delete_queue(address: str) -> None:
     with contextlib.suppress(RuntimeError, OSError, subprocess.TimeoutExpired):
         rabbitmqctl("delete_queue", queue_name(address))

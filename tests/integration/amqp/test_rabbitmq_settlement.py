@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
+from proton import Message as ProtonMessage
 
 from .conftest import Harness
-from .rabbit import URL, consumers, queue_address, queue_depth
+from .rabbit import URL, RawClient, consumers, queue_address, queue_depth, unacknowledged
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("rabbitmq")]
 
@@ -88,3 +90,39 @@ def test_unsettled_delivery_returns_to_the_queue_when_the_receiver_closes(
     harness.wait(agent, lambda: again == ["kept"], "redelivery to the new receiver")
     held[0].accept()  # settling on a closed receiver is a no-op
     assert second.isopen()
+
+
+def _wait_broker(predicate: Any, what: str, timeout: float = 20.0) -> None:
+    """Poll the broker (rabbitmqctl takes about a second per call) until *predicate* holds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+
+
+@pytest.mark.parametrize("keep_running", [True, False], ids=["agent-running", "run-returned"])
+def test_batched_settlements_reach_the_broker_without_more_traffic(
+        harness: Harness, keep_running: bool) -> None:
+    """Settlements made on the dispatcher are handed to the reactor in batches (up to 16 or
+    5 ms): three accepted messages, then silence, must still be settled on the broker - by the
+    batch timer while the agent runs, or when run_until returns before the timer is due."""
+    agent = harness.agent()  # prefetch 100: batches of up to 16
+    _conn, _, session, _ = harness.open(agent, URL)
+    path = queue_address("batched-settle")
+    with RawClient() as raw:
+        for i in range(3):
+            raw.send(path, ProtonMessage(body=f"m{i}"))
+    seen: list[str] = []
+
+    def on_messages(deliveries: list[Any]) -> None:
+        for delivery in deliveries:
+            seen.append(delivery.message().body())
+            delivery.accept()
+
+    harness.link(agent, session, "receiver", path, on_messages)
+    harness.wait(agent, lambda: len(seen) == 3, "three deliveries")
+    if keep_running:
+        agent.run(timeout=0.2)  # far past the batch delay; no other traffic meanwhile
+    # run-returned: the agent is not run again; leaving run_until handed the batch over
+    _wait_broker(lambda: unacknowledged(path) == 0, "the three settlements on the broker")
+    assert queue_depth(path) == 0
+    assert sorted(seen) == ["m0", "m1", "m2"]
