@@ -118,7 +118,8 @@ def test_batched_settlements_reach_the_broker_without_more_traffic(
             seen.append(delivery.message().body())
             delivery.accept()
 
-    harness.link(agent, session, "receiver", path, on_messages)
+    # held: a receiver the application drops is closed (its facade was collected)
+    receiver, _ = harness.link(agent, session, "receiver", path, on_messages)
     harness.wait(agent, lambda: len(seen) == 3, "three deliveries")
     if keep_running:
         agent.run(timeout=0.2)  # far past the batch delay; no other traffic meanwhile
@@ -126,3 +127,4 @@ def test_batched_settlements_reach_the_broker_without_more_traffic(
     _wait_broker(lambda: unacknowledged(path) == 0, "the three settlements on the broker")
     assert queue_depth(path) == 0
     assert sorted(seen) == ["m0", "m1", "m2"]
+    assert receiver.isopen()
