@@ -170,3 +170,33 @@ def test_the_paho_client_writes_through_a_buffered_socket() -> None:
             peer.settimeout(5)
             assert peer.recv(1) == b"\x10"  # CONNECT
             sock.close()
+
+
+def test_without_coalescing_each_send_goes_straight_through(
+        pair: tuple[BufferedSocket, socket.socket]) -> None:
+    ours, peer = pair
+    direct = BufferedSocket(ours._inner, coalesce_writes=False)  # as for WebSockets
+    assert direct.send(b"frame-1") == 7
+    assert direct.unsent == 0
+    assert peer.recv(100) == b"frame-1"  # no flush needed
+    peer.sendall(b"abc")
+    _wait_readable(direct)
+    assert direct.recv(1) == b"a" and direct.pending() == 2  # reads are still buffered
+
+
+@pytest.mark.parametrize("url,coalesced", [("mqtt://127.0.0.1:1", True),
+                                             ("ws://127.0.0.1:1/mqtt", False)])
+def test_websocket_clients_keep_one_frame_per_packet(monkeypatch: pytest.MonkeyPatch, url: str,
+                                                     coalesced: bool) -> None:
+    ends = socket.socketpair()
+    monkeypatch.setattr(paho.Client, "_create_socket", lambda self: ends[0])
+    client = build_client(endpoint=parse_broker_url(url), client_id="t", v5=True,
+                          clean_start=True, username=None, password=None, connect_timeout=5,
+                          tls=None)
+    try:
+        sock = client._create_socket()
+        assert isinstance(sock, BufferedSocket)
+        assert sock._coalesce is coalesced
+    finally:
+        for end in ends:
+            end.close()

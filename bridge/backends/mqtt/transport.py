@@ -542,7 +542,8 @@ class _Client(paho.Client):
     """paho's client on a `BufferedSocket` (fewer system calls per packet)."""
 
     def _create_socket(self) -> Any:
-        return BufferedSocket(super()._create_socket())
+        return BufferedSocket(super()._create_socket(),
+                              coalesce_writes=self.transport != "websockets")
 
 
 def build_client(*, endpoint: Endpoint, client_id: str, v5: bool, clean_start: bool,
