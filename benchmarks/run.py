@@ -131,6 +131,18 @@ def _paho_client(port: int, client_id: str, on_message: Callable[..., None] | No
     return client
 
 
+def _paho_subscriber(port: int, topic: str, qos: int,
+                     on_message: Callable[..., None]) -> paho.Client:
+    """A raw paho client subscribed to *topic* (SUBACK received)."""
+    subscriber = _paho_client(port, f"raw-sub-{uuid.uuid4().hex[:8]}", on_message)
+    subscribed = threading.Event()
+    subscriber.on_subscribe = lambda *args: subscribed.set()
+    subscriber.subscribe(topic, qos)
+    if not subscribed.wait(10):
+        raise RuntimeError("raw paho could not subscribe")
+    return subscriber
+
+
 def paho_throughput_stock(port: int, count: int, size: int, qos: int) -> Throughput:
     """`paho_throughput` in a fresh interpreter: stock paho, without the adapter's speedups
     (the MQTT backend speeds up paho's property lookups process-wide when it loads)."""
@@ -151,11 +163,7 @@ def paho_throughput(port: int, count: int, size: int, qos: int) -> Throughput:
         if received[0] >= count:
             all_in.set()
 
-    subscriber = _paho_client(port, f"raw-sub-{uuid.uuid4().hex[:8]}", on_message)
-    subscribed = threading.Event()
-    subscriber.on_subscribe = lambda *args: subscribed.set()
-    subscriber.subscribe(topic, qos)
-    subscribed.wait(10)
+    subscriber = _paho_subscriber(port, topic, qos, on_message)
     publisher = _paho_client(port, f"raw-pub-{uuid.uuid4().hex[:8]}")
     published = [0]
     all_out = threading.Event()
@@ -286,11 +294,7 @@ def paho_latency(port: int, rate: int, seconds: float, qos: int = 1) -> list[flo
         if len(samples) >= total:
             done.set()
 
-    subscriber = _paho_client(port, f"lat-sub-{uuid.uuid4().hex[:8]}", on_message)
-    subscribed = threading.Event()
-    subscriber.on_subscribe = lambda *args: subscribed.set()
-    subscriber.subscribe(topic, qos)
-    subscribed.wait(10)
+    subscriber = _paho_subscriber(port, topic, qos, on_message)
     publisher = _paho_client(port, f"lat-pub-{uuid.uuid4().hex[:8]}")
     start = time.perf_counter()
     for i in range(total):

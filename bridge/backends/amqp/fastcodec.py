@@ -79,13 +79,7 @@ def encode(message: Message, *, durable: bool = False) -> bytes | None:
 
 
 def _put_binary(out: bytearray, data: bytes) -> None:
-    if len(data) < 256:
-        out += b"\xa0"
-        out.append(len(data))
-    else:
-        out += b"\xb0"
-        out += len(data).to_bytes(4, "big")
-    out += data
+    _put_sized(out, 0xA0, data)
 
 
 def _put_string(out: bytearray, text: str) -> bool:
@@ -93,14 +87,20 @@ def _put_string(out: bytearray, text: str) -> bool:
         raw = text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: proton's business (it refuses it)
         return False
+    _put_sized(out, 0xA1, raw)
+    return True
+
+
+def _put_sized(out: bytearray, code8: int, raw: bytes) -> None:
+    """A variable-width value: the one-byte-size constructor *code8* (binary 0xA0, string 0xA1)
+    up to 255 bytes, else its four-byte-size twin (0xB0, 0xB1), as proton chooses."""
     if len(raw) < 256:
-        out += b"\xa1"
+        out.append(code8)
         out.append(len(raw))
     else:
-        out += b"\xb1"
+        out.append(code8 + 0x10)
         out += len(raw).to_bytes(4, "big")
     out += raw
-    return True
 
 
 def _put_scalar(out: bytearray, value: Any) -> bool:
