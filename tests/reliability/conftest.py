@@ -24,7 +24,7 @@ from paho.mqtt.properties import Properties
 from bridge import Agent, Settings
 from tests.reliability.rabbit_node import RabbitNode
 from tests.reliability.rabbit_node import available as rabbit_available
-from tests.support.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto, started_brokers
 
 # Mosquitto settings under which a SIGKILL loses no acknowledged message: the in-memory state
 # is written after every change (a subscription, a queued message), not only on a clean stop.
@@ -37,17 +37,9 @@ def unique(label: str) -> str:
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
-    """``mosquitto(**options)``: a started private Mosquitto; stopped (or killed) afterwards."""
-    brokers: list[Mosquitto] = []
-
-    def start(**options: Any) -> Mosquitto:
-        broker = Mosquitto(tmp_path / f"mosquitto{len(brokers)}", **options).start()
-        brokers.append(broker)
-        return broker
-
-    yield start
-    for broker in brokers:
-        broker.kill()
+    """``mosquitto(**options)``: a started private Mosquitto; killed afterwards."""
+    with started_brokers(tmp_path, kill=True) as start:
+        yield start
 
 
 @pytest.fixture

@@ -26,8 +26,10 @@ import signal
 import socket
 import subprocess
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
@@ -239,3 +241,23 @@ class Mosquitto:
         path = self.directory / "dynamic-security.json"
         path.write_text(json.dumps(config, indent=1))
         return [f"plugin {DYNSEC_PLUGIN}", f"plugin_opt_config_file {path}"]
+
+
+@contextlib.contextmanager
+def started_brokers(directory: Path, *, kill: bool = False,
+                    **defaults: Any) -> Iterator[Callable[..., Mosquitto]]:
+    """``start(**options)``: a started private Mosquitto in its own folder under *directory*
+    (*defaults* apply unless given); every one is stopped on exit (SIGTERM), or killed with
+    *kill* (a test that crashed them on purpose must not wait for a clean stop)."""
+    brokers: list[Mosquitto] = []
+
+    def start(**options: Any) -> Mosquitto:
+        broker = Mosquitto(directory / f"mosquitto{len(brokers)}", **{**defaults, **options})
+        brokers.append(broker.start())
+        return broker
+
+    try:
+        yield start
+    finally:
+        for broker in brokers:
+            broker.kill() if kill else broker.stop()

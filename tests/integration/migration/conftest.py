@@ -31,7 +31,7 @@ from bridge import Agent, Settings
 from tests.integration.amqp.rabbit import QUEUE_PREFIX, broker_available, ensure_expiry_policy
 from tests.integration.amqp.rabbit import URL as SHARED_AMQP_URL
 from tests.integration.migration.rabbit_node import RabbitNode
-from tests.support.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto, started_brokers
 
 SHARED_MQTT_URL = "mqtt://127.0.0.1:1883"
 MESSAGES = int(os.environ.get("BRIDGE_TEST_MESSAGES", "10000"))
@@ -65,18 +65,9 @@ def _shared_brokers() -> None:
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
     """``mosquitto(**options)``: a private broker (persistence on, no queue limit)."""
-    brokers: list[Mosquitto] = []
-
-    def start(**options: Any) -> Mosquitto:
-        options.setdefault("persistence", True)
-        options.setdefault("max_queued_messages", 0)  # 0 = no limit: floods are not dropped
-        broker = Mosquitto(tmp_path / f"mosquitto{len(brokers)}", **options).start()
-        brokers.append(broker)
-        return broker
-
-    yield start
-    for broker in brokers:
-        broker.stop()
+    # max_queued_messages 0 = no limit: floods are not dropped
+    with started_brokers(tmp_path, persistence=True, max_queued_messages=0) as start:
+        yield start
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge import Agent, Settings
-from tests.support.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto, started_brokers
 
 HOST, PORT = "127.0.0.1", 1883
 SHARED_URL = f"mqtt://{HOST}:{PORT}"
@@ -59,16 +59,8 @@ def make_agent() -> Iterator[Callable[..., Agent]]:
 @pytest.fixture
 def private_broker(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
     """``private_broker(**options)``: a started private Mosquitto, stopped after the test."""
-    brokers: list[Mosquitto] = []
-
-    def start(**options: Any) -> Mosquitto:
-        broker = Mosquitto(tmp_path / f"broker{len(brokers)}", **options).start()
-        brokers.append(broker)
-        return broker
-
-    yield start
-    for broker in brokers:
-        broker.stop()
+    with started_brokers(tmp_path) as start:
+        yield start
 
 
 class RawClient:
