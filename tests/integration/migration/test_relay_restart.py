@@ -37,8 +37,8 @@ from tests.integration.migration.conftest import (
     mqtt_publisher,
     unique_queue,
 )
-from tests.integration.migration.rabbit_node import RabbitNode
 from tests.support.mosquitto import Mosquitto
+from tests.support.rabbit_node import RabbitNode
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow]
 

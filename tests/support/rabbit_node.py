@@ -7,6 +7,8 @@ second node of the installed RabbitMQ with its own name, ports and directories::
     node.declare_quorum_queue("q")          # survives a SIGKILL, messages included
     node.url                                # amqp://guest:guest@127.0.0.1:<port>
     node.kill(); node.start()               # a crash and a restart (same data directory)
+    node.restart()                          # SIGTERM (everything written), start; seconds
+    node.queue_counts("q")                  # (ready, unacknowledged)
 
 - Everything listens on 127.0.0.1 (AMQP port, Erlang distribution port); the node registers with
   the machine's epmd under its own name (``bridgetest-<random>@localhost``).
@@ -33,12 +35,15 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from types import TracebackType
 
 from tests.support.mosquitto import free_port
 
-RABBIT_HOME = Path("/usr/lib/rabbitmq/lib/rabbitmq_server-3.10.8")
-SERVER = RABBIT_HOME / "sbin" / "rabbitmq-server"
-CTL = RABBIT_HOME / "sbin" / "rabbitmqctl"
+# The installed release's scripts (links into lib/rabbitmq_server-<version>/sbin); rabbitmqctl
+# is run from the same folder as the server, not through the su wrapper in /usr/sbin.
+RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
+SERVER = RABBIT_BIN / "rabbitmq-server"
+CTL = SERVER.resolve().parent / "rabbitmqctl"
 
 
 def available() -> str | None:
@@ -65,7 +70,9 @@ class RabbitNode:
         (self.directory / "rabbitmq.conf").write_text(
             f"listeners.tcp.local = 127.0.0.1:{self.port}\n"
             "loopback_users = none\n"
-            "log.console = false\n")
+            "log.console = false\n"
+            # floods (the relay restart test) must not trip memory/disk alarms
+            "disk_free_limit.absolute = 50MB\n")
         (self.directory / "enabled_plugins").write_text("[rabbitmq_amqp1_0].\n")
 
     @property
@@ -109,6 +116,13 @@ class RabbitNode:
             raise RuntimeError("private RabbitMQ did not start:\n" + "\n".join(self.output[-30:]))
         self.boot_seconds.append(time.monotonic() - started)
         return self
+
+    def restart(self) -> float:
+        """Stop cleanly and start again on the same ports and data; the seconds it took."""
+        began = time.monotonic()
+        self.stop()
+        self.start()
+        return time.monotonic() - began
 
     def kill(self) -> None:
         """SIGKILL to the node's process group: a crash, nothing is flushed."""
@@ -155,6 +169,15 @@ class RabbitNode:
             raise RuntimeError(f"rabbitmqctl {args[0]} failed: {done.stderr or done.stdout}")
         return done.stdout
 
+    def queue_counts(self, name: str) -> tuple[int, int]:
+        """(ready, unacknowledged) messages of queue *name* ((0, 0) when it does not exist)."""
+        for line in self.ctl("list_queues", "name", "messages_ready",
+                             "messages_unacknowledged").splitlines():
+            parts = line.split("\t")
+            if len(parts) == 3 and parts[0] == name:
+                return int(parts[1]), int(parts[2])
+        return 0, 0
+
     def declare_quorum_queue(self, name: str) -> str:
         """Declare a quorum queue; returns the bridge address of it.
 
@@ -168,3 +191,10 @@ class RabbitNode:
         self.stop()
         self.start()
         return f"/amq/queue/{name}"
+
+    def __enter__(self) -> RabbitNode:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
