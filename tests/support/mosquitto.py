@@ -20,10 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
-import pwd
 import shutil
-import signal
-import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -31,16 +28,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+from bridge.testing.hub.broker import (
+    MOSQUITTO,
+    announces_running,
+    base_config,
+    free_port,
+    terminate,
+)
+
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def password_line(user: str, password: str) -> str:
@@ -144,13 +141,7 @@ class Mosquitto:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
+        terminate(process, timeout)
 
     def kill(self) -> None:
         """SIGKILL: a crash; nothing is saved."""
@@ -180,20 +171,13 @@ class Mosquitto:
         with contextlib.suppress(ValueError, OSError):
             for line in process.stderr:
                 self.log.append(line.rstrip())
-                if " running" in line and "mosquitto version" in line:
+                if announces_running(line):
                     self._running.set()
 
     def _write_config(self) -> None:
         lines = [
-            # started as root, mosquitto would switch to its own user and lose our temp files
-            f"user {pwd.getpwuid(os.getuid()).pw_name}",
-            "per_listener_settings false",
+            *base_config(),
             f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
-            "log_dest stderr",  # unbuffered, so readiness is seen at once
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-            "log_type information",
             f"max_queued_messages {self.max_queued_messages}",
             f"persistence {'true' if self.persistence else 'false'}",
         ]

@@ -41,6 +41,37 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def base_config() -> list[str]:
+    """Config lines every private Mosquitto here starts with: it runs as us (started as root it
+    would switch to its own user and lose our files) and logs to stderr, unbuffered, where
+    `announces_running` sees it come up."""
+    return [
+        f"user {pwd.getpwuid(os.getuid()).pw_name}",
+        "per_listener_settings false",
+        "log_dest stderr",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+        "log_type information",
+    ]
+
+
+def announces_running(log_line: str) -> bool:
+    """Is this the log line with which Mosquitto says it accepts connections?"""
+    return " running" in log_line and "mosquitto version" in log_line
+
+
+def terminate(process: subprocess.Popen[str], timeout: float) -> None:
+    """SIGTERM (Mosquitto writes its persistence file), SIGKILL if it does not end in time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+
+
 def acl_lines(hub_username: str) -> list[str]:
     return [
         "# devices: the TLS front guarantees client id == device id",
@@ -111,7 +142,7 @@ class Broker:
         if running.wait(timeout) and process.poll() is None:
             return True
         self._process = None  # so its watcher does not try to restart it
-        _terminate(process, timeout)
+        terminate(process, timeout)
         return False
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -120,7 +151,7 @@ class Broker:
             self._stopping = True
             process, self._process = self._process, None
         if process is not None:
-            _terminate(process, timeout)
+            terminate(process, timeout)
         for reader in self._readers:
             if reader is not threading.current_thread():
                 reader.join(timeout)
@@ -139,7 +170,7 @@ class Broker:
                 self.log_lines.append(text)
                 del self.log_lines[:-200]  # a long demo must not grow without bound
                 log.debug("%s", text)
-                if " running" in text and "mosquitto version" in text:
+                if announces_running(text):
                     running.set()
         with contextlib.suppress(OSError):
             process.stderr.close()
@@ -168,19 +199,12 @@ class Broker:
         acl = self.directory / "acl"
         acl.write_text("\n".join(acl_lines(self.hub_username)) + "\n")
         lines = [
-            # Started as root, mosquitto would switch to its own user and lose our files.
-            f"user {pwd.getpwuid(os.getuid()).pw_name}",
-            "per_listener_settings false",
+            *base_config(),
             # Devices arrive with an IoT Hub user name and no broker password: the front has
             # authenticated them already.
             "allow_anonymous true",
             f"acl_file {acl}",
             "persistence false",
-            "log_dest stderr",
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-            "log_type information",
             "connection_messages true",
             # Mosquitto drops messages beyond 1000 queued for a slow subscriber by default:
             # a D2C message it PUBACKed must never vanish on its way to the hub client.
@@ -195,12 +219,3 @@ class Broker:
 def mosquitto_missing() -> bool:
     return not (os.path.isfile(MOSQUITTO) and os.access(MOSQUITTO, os.X_OK))
 
-
-def _terminate(process: subprocess.Popen[str], timeout: float) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
