@@ -1,8 +1,9 @@
 """The MQTT backend behind a proxy that stalls traffic and cuts connections at random points.
 
-Both connections of the agent (sending and receiving) go through `ChaosProxy` to a private
-Mosquitto. The proxy cuts the first connections after a seeded random number of bytes (in the
-middle of a packet, as a failing network does), and the test stalls all traffic twice: briefly
+Both connections of the agent (sending and receiving) go through `TcpProxy`
+(tests/support/tcp_proxy.py) to a private Mosquitto. The proxy cuts the first connections after
+a seeded random number of bytes (in the middle of a packet, as a failing network does), and the
+test stalls all traffic twice: briefly
 (shorter than the keep-alive: the connections must survive it untouched) and long (past twice
 the keep-alive: paho's keep-alive check must notice the dead path, and the backend reconnect).
 Whatever happens, every message arrives and every ``sendasync`` callback fires exactly once;
@@ -22,8 +23,8 @@ import pytest
 
 from bridge import Agent
 from bridge.backends.mqtt.backend import live_backends
-from tests.reliability.chaos_proxy import ChaosProxy
 from tests.support.mosquitto import Mosquitto
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow]
 
@@ -39,10 +40,10 @@ def test_stalls_and_random_cuts_lose_nothing(
         mosquitto: Callable[..., Mosquitto], agents: Callable[..., Agent],
         record_property: Callable[[str, Any], None]) -> None:
     broker = mosquitto(persistence=False)
-    proxy = ChaosProxy(broker.port, seed=SEED, cuts=CUTS, budget=(2_000, 20_000))
+    proxy = TcpProxy(broker.port, seed=SEED, cuts=CUTS, budget=(2_000, 20_000))
     try:
         agent = agents(backend="mqtt", mqtt={
-            "url": proxy.url, "keepalive": KEEPALIVE, "reconnect": "auto",
+            "url": proxy.url("mqtt"), "keepalive": KEEPALIVE, "reconnect": "auto",
             "reconnect_min_delay": 0.05, "reconnect_max_delay": 0.5, "clean_start": False,
             "session_expiry": 600, "buffer_limit": N, "connect_timeout": 10})
         _run(agent, proxy, record_property)
@@ -50,7 +51,7 @@ def test_stalls_and_random_cuts_lose_nothing(
         proxy.close()
 
 
-def _run(agent: Agent, proxy: ChaosProxy, record_property: Callable[[str, Any], None]) -> None:
+def _run(agent: Agent, proxy: TcpProxy, record_property: Callable[[str, Any], None]) -> None:
     events: list[tuple[str, str | None]] = []
     amqp = agent.amqp
     receiving = amqp.openconnection("amqps://hub.example", lambda e, d: events.append((e, d)))

@@ -1,6 +1,6 @@
 """Conformance profile of the AMQP 1.0 backend against the shared RabbitMQ 3.10 (AMQP 1.0 plugin).
 
-Agents connect through a loopback TCP proxy (`LoopbackProxy`), so a lost connection is a real
+Agents connect through a loopback TCP proxy (`TcpProxy`), so a lost connection is a real
 socket failure. Queues are ``/queue/bridge-amqp-test-*``; a broker policy deletes them two minutes
 after their last consumer left. Faults RabbitMQ can produce are produced on it (wrong password,
 deleted exchange); what it cannot do is a documented deviation (docs/backends/amqp.md), pinned
@@ -22,7 +22,6 @@ from bridge import Agent, Settings
 from tests.integration.amqp.rabbit import (
     HOST,
     PORT,
-    LoopbackProxy,
     RawClient,
     broker_available,
     consumers,
@@ -30,6 +29,7 @@ from tests.integration.amqp.rabbit import (
     delete_exchange,
     queue_address,
 )
+from tests.support.tcp_proxy import TcpProxy
 
 from ..harness import Ctx
 from .base import BackendProfile
@@ -63,14 +63,14 @@ class AMQPProfile(BackendProfile):
     }
 
     def __init__(self) -> None:
-        self._proxy: LoopbackProxy | None = None
+        self._proxy: TcpProxy | None = None
         self._lock = threading.Lock()
 
     # -- endpoints ------------------------------------------------------------------------------
-    def proxy(self) -> LoopbackProxy:
+    def proxy(self) -> TcpProxy:
         with self._lock:
             if self._proxy is None:
-                self._proxy = LoopbackProxy((HOST, PORT))
+                self._proxy = TcpProxy(PORT, chunk=65536)
                 weakref.finalize(self, self._proxy.close)
             return self._proxy
 
@@ -78,10 +78,10 @@ class AMQPProfile(BackendProfile):
         return broker_available()
 
     def url(self) -> str:
-        return self.proxy().url("guest:guest")
+        return self.proxy().url("amqp", "guest:guest")
 
     def anonymous_url(self) -> str:
-        return self.proxy().url(None)  # no userinfo: SASL ANONYMOUS (RabbitMQ maps it to guest)
+        return self.proxy().url("amqp")  # no userinfo: SASL ANONYMOUS (RabbitMQ maps it to guest)
 
     def address(self, label: str) -> str:
         return queue_address(label)
@@ -92,7 +92,7 @@ class AMQPProfile(BackendProfile):
 
     def drop_connection(self, agent: Agent) -> None:
         # Cuts every connection through the proxy; only the calling test's agent is live then.
-        assert self.proxy().cut() > 0, "no connection went through the proxy"
+        assert self.proxy().cut_all() > 0, "no connection went through the proxy"
 
     def inject(self, agent: Agent, path: str, case: str) -> None:
         with RawClient() as client:

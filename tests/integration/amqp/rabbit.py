@@ -5,8 +5,9 @@
   the shared broker does not fill up even when a test dies half-way.
 - `rabbitmqctl` runs the CLI (root only on this machine), used for what only the broker side can
   do: count consumers, delete queues and exchanges.
-- `LoopbackProxy` is a TCP relay the agent connects through; `cut` drops every connection as a
-  network failure would, `freeze` stops forwarding (idle time-outs).
+- Agents that must lose their connection connect through `tests.support.tcp_proxy.TcpProxy`:
+  `cut_all` drops every connection as a network failure would, `stall` stops forwarding (idle
+  time-outs).
 - `RawClient` is a plain proton client (``proton.utils.BlockingConnection``): the "other
   application" of interop tests.
 """
@@ -158,102 +159,6 @@ class RawClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class LoopbackProxy:
-    """A TCP relay on 127.0.0.1 to RabbitMQ that a test can cut or freeze.
-
-    Two threads per relayed connection copy bytes; `cut` shuts every socket down (the agent
-    sees the connection vanish without an AMQP close, as with a network failure).
-    """
-
-    def __init__(self, target: tuple[str, int] = (HOST, PORT)) -> None:
-        self.target = target
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._running = threading.Event()  # cleared while frozen
-        self._running.set()
-        self._closed = False
-        self.accepted = 0
-        threading.Thread(target=self._accept_loop, name=f"amqp-proxy-{self.port}",
-                         daemon=True).start()
-
-    def url(self, userinfo: str | None = "guest:guest") -> str:
-        at = f"{userinfo}@" if userinfo else ""
-        return f"amqp://{at}127.0.0.1:{self.port}"
-
-    def live(self) -> int:
-        with self._lock:
-            return len(self._sockets) // 2
-
-    def _accept_loop(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return  # listener closed
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                if self._closed:
-                    client.close()
-                    upstream.close()
-                    return
-                self._sockets += [client, upstream]
-                self.accepted += 1
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                self._running.wait()
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            self._drop(src, dst)
-
-    def _drop(self, *socks: socket.socket) -> None:
-        with self._lock:
-            for sock in socks:
-                if sock in self._sockets:
-                    self._sockets.remove(sock)
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-
-    def cut(self) -> int:
-        """Drop every relayed connection; returns how many there were."""
-        with self._lock:
-            victims = list(self._sockets)
-        self._running.set()
-        self._drop(*victims)
-        return len(victims) // 2
-
-    def freeze(self) -> None:
-        """Stop forwarding (bytes are held, connections stay up): the peers hear nothing."""
-        self._running.clear()
-
-    def thaw(self) -> None:
-        self._running.set()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        self._listener.close()
-        self.cut()
 
 
 def raw_message(body: Any, properties: dict[str, Any] | None = None, *,

@@ -9,8 +9,10 @@ import uuid
 
 import pytest
 
+from tests.support.tcp_proxy import TcpProxy
+
 from .conftest import Harness, Rec
-from .rabbit import HOST, PORT, URL, LoopbackProxy, queue_address
+from .rabbit import HOST, PORT, URL, queue_address
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("rabbitmq")]
 
@@ -117,11 +119,12 @@ def test_connect_timeout_when_the_peer_never_speaks(harness: Harness) -> None:
 
 
 def test_idle_timeout_ends_a_silent_connection(harness: Harness) -> None:
-    proxy = LoopbackProxy()
+    proxy = TcpProxy(PORT, chunk=65536)
     try:
         agent = harness.agent(idle_timeout=1.0)
-        conn, conn_rec, session, session_rec = harness.open(agent, proxy.url())
-        proxy.freeze()  # the broker's heartbeats stop arriving
+        conn, conn_rec, session, session_rec = harness.open(agent,
+                                                            proxy.url("amqp", "guest:guest"))
+        proxy.stall()  # the broker's heartbeats stop arriving
         started = time.monotonic()
         harness.wait(agent, lambda: conn_rec.has("CONNECTION_ERROR"), "idle time-out")
         elapsed = time.monotonic() - started
@@ -135,12 +138,12 @@ def test_idle_timeout_ends_a_silent_connection(harness: Harness) -> None:
 
 
 def test_network_loss_closes_the_tree_then_reports_connection_error(harness: Harness) -> None:
-    proxy = LoopbackProxy()
+    proxy = TcpProxy(PORT, chunk=65536)
     try:
         agent = harness.agent()
         order: list[tuple[str, bool]] = []
         holder: list = []
-        conn = agent.amqp.openconnection(proxy.url(),
+        conn = agent.amqp.openconnection(proxy.url("amqp", "guest:guest"),
                                          lambda e, d: order.append((e, holder[0].isopen())))
         holder.append(conn)
         harness.wait(agent, conn.isopen, "open")
@@ -150,7 +153,7 @@ def test_network_loss_closes_the_tree_then_reports_connection_error(harness: Har
         receiver = session.openreceiver(path, None, lambda ds: None)
         harness.wait(agent, lambda: sender.isopen() and receiver.isopen(), "links")
         threads = threading.active_count()
-        assert proxy.cut() == 1
+        assert proxy.cut_all() == 1
         harness.wait(agent, lambda: any(e == "CONNECTION_ERROR" for e, _ in order), "loss")
     finally:
         proxy.close()

@@ -1,11 +1,14 @@
-"""A TCP proxy on 127.0.0.1 that stalls traffic and cuts connections at seeded random points.
+"""A TCP proxy on 127.0.0.1 that stalls traffic and cuts connections, on request or at seeded
+random points.
 
-Written for the reliability tests: it relays each accepted connection to a fixed loopback
-target with one thread per direction, and misbehaves on request:
+Tests put it between an agent and a broker: it relays each accepted connection to a fixed
+loopback port with one thread per direction, and misbehaves on request:
 
-- `stall(seconds)`: stop forwarding in both directions (bytes wait in the kernel buffers and in
-  the proxy), connections stay up - a congested or frozen network path;
-- cuts: each relayed connection gets a byte budget drawn from a seeded `random.Random`; once
+- `stall()` / `resume()`: stop forwarding in both directions (bytes wait in the kernel buffers
+  and in the proxy), connections stay up - a congested or frozen network path (an AMQP peer's
+  heartbeats stop arriving);
+- `cut_all()`: drop every relayed connection now, without a protocol-level close;
+- seeded cuts: each relayed connection gets a byte budget drawn from a seeded `random.Random`; once
   that many bytes went through it (both directions together) the proxy closes both sockets in
   the middle of whatever it was forwarding (an MQTT packet is usually split), as a network
   failure would. Only the first ``cuts`` connections get a budget, so a test always ends with
@@ -24,13 +27,14 @@ import threading
 _LOOPBACK = "127.0.0.1"
 
 
-class ChaosProxy:
-    def __init__(self, target_port: int, *, seed: int, cuts: int = 0,
-                 budget: tuple[int, int] = (2_000, 40_000)) -> None:
+class TcpProxy:
+    def __init__(self, target_port: int, *, seed: int = 0, cuts: int = 0,
+                 budget: tuple[int, int] = (2_000, 40_000), chunk: int = 4096) -> None:
         self.target = (_LOOPBACK, target_port)
         self.rng = random.Random(seed)
         self.cuts_left = cuts
         self.budget = budget
+        self.chunk = chunk  # bytes read at a time: also how finely a seeded cut can fall
         self._listener = socket.create_server((_LOOPBACK, 0))
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
@@ -43,9 +47,14 @@ class ChaosProxy:
         threading.Thread(target=self._accept_loop, name=f"chaos-proxy-{self.port}",
                          daemon=True).start()
 
-    @property
-    def url(self) -> str:
-        return f"mqtt://{_LOOPBACK}:{self.port}"
+    def url(self, scheme: str, userinfo: str | None = None) -> str:
+        at = f"{userinfo}@" if userinfo else ""
+        return f"{scheme}://{at}{_LOOPBACK}:{self.port}"
+
+    def live(self) -> int:
+        """Relayed connections open now."""
+        with self._lock:
+            return len(self._sockets) // 2
 
     # -- control ---------------------------------------------------------------------------------
     def stall(self) -> None:
@@ -55,8 +64,10 @@ class ChaosProxy:
         self._flowing.set()
 
     def cut_all(self) -> int:
+        """Drop every relayed connection; returns how many there were."""
         with self._lock:
             victims = list(self._sockets)
+        self._flowing.set()  # a stalled relay thread must see its sockets go
         for sock in victims:
             self._close(sock)
         return len(victims) // 2
@@ -102,7 +113,7 @@ class ChaosProxy:
     def _pipe(self, src: socket.socket, dst: socket.socket, left: list[int | None]) -> None:
         try:
             while True:
-                data = src.recv(4096)
+                data = src.recv(self.chunk)
                 if not data:
                     break
                 self._flowing.wait()
