@@ -27,13 +27,14 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from proton import Data, Delivery, Described, symbol, timestamp, ulong
+from proton import Delivery, Described, symbol, timestamp, ulong
 from proton import Message as ProtonMessage
 
 from bridge import Agent
 from bridge.backends.mqtt.backend import live_backends
 from bridge.contract.message import BodyKind
 from tests.integration.amqp.peer import AmqpPeer
+from tests.support.amqp_bytes import deep_list, list_key_map, map_value, sections
 from tests.support.mosquitto import Mosquitto
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
@@ -238,48 +239,6 @@ def test_mqtt311_broken_envelopes_are_reported_and_the_receiver_goes_on(
 # -- AMQP ----------------------------------------------------------------------------------------
 
 
-def _sections(*sections: tuple[int, Any]) -> bytes:
-    data = Data()
-    for code, value in sections:
-        data.put_described()
-        data.enter()
-        data.put_ulong(code)
-        data.put_object(value)
-        data.exit()
-    return data.encode()
-
-
-def _list_key_map() -> bytes:
-    data = Data()
-    data.put_described()
-    data.enter()
-    data.put_ulong(0x77)
-    data.put_map()
-    data.enter()
-    data.put_list()
-    data.enter()
-    data.put_int(1)
-    data.exit()
-    data.put_int(2)
-    data.exit()
-    data.exit()
-    return data.encode()
-
-
-def _huge_map(entries: int) -> bytes:
-    pairs = b"".join(b"\xa1" + bytes([len(key)]) + key + b"\x54" + bytes([i % 100])
-                     for i in range(entries) for key in [f"k{i}".encode()])
-    inner = (2 * entries).to_bytes(4, "big") + pairs
-    return b"\x00\x53\x77\xd1" + len(inner).to_bytes(4, "big") + inner
-
-
-def _deep_list(depth: int) -> bytes:
-    inner = b"\x40"
-    for _ in range(depth):
-        inner = b"\xd0" + (len(inner) + 4).to_bytes(4, "big") + (1).to_bytes(4, "big") + inner
-    return b"\x00\x53\x77" + inner
-
-
 REJECTED = object()  # the transfer is rejected (no message at all), not delivered
 
 AMQP_CASES: list[tuple[str, bytes, Any]] = [
@@ -287,18 +246,18 @@ AMQP_CASES: list[tuple[str, bytes, Any]] = [
     ("not AMQP", b"garbage!!", REJECTED),
     ("truncated", b"\x00\x53\x77\xb0\x00\x00\xff\xff", REJECTED),
     ("bad constructor", b"\x00\x53\x77\x01", REJECTED),
-    ("list as a map key", _list_key_map(), REJECTED),
-    ("nested too deep", _deep_list(3000), REJECTED),
-    ("two sequences", _sections((0x76, [1, 2]), (0x76, ["three"])), [1, 2, "three"]),
-    ("value and data", _sections((0x77, "v"), (0x75, b"d")), b"d"),
-    ("no body", _sections((0x74, {"k": "v"})), None),
-    ("described body", _sections((0x77, Described(symbol("x:y"), 5))),
+    ("list as a map key", list_key_map(2), REJECTED),
+    ("nested too deep", deep_list(3000), REJECTED),
+    ("two sequences", sections((0x76, [1, 2]), (0x76, ["three"])), [1, 2, "three"]),
+    ("value and data", sections((0x77, "v"), (0x75, b"d")), b"d"),
+    ("no body", sections((0x74, {"k": "v"})), None),
+    ("described body", sections((0x77, Described(symbol("x:y"), 5))),
      "Unhandled message body type described"),
-    ("weird properties", _sections((0x74, {"ok": 1, "id": uuid.UUID(int=7), "at": timestamp(5),
+    ("weird properties", sections((0x74, {"ok": 1, "id": uuid.UUID(int=7), "at": timestamp(5),
                                            "l": [1], symbol("s"): 2, ulong(3): "x"}),
                                    (0x77, "props")), "props"),
-    ("properties a list", _sections((0x74, [1, 2]), (0x77, "plist")), "plist"),
-    ("map past proton's limit", _huge_map(40_000), "map"),
+    ("properties a list", sections((0x74, [1, 2]), (0x77, "plist")), "plist"),
+    ("map past proton's limit", map_value(40_000), "map"),
 ]
 
 
@@ -345,7 +304,7 @@ def test_amqp_wire_garbage_is_rejected_or_reported_and_the_receiver_goes_on(
             assert len(_warnings(caplog)) - warned == (handler.malformed <= 10), name
         # legal multi-section data bodies are joined, not reported
         before = handler.malformed
-        _raw_send(peer, address, _sections((0x75, b"ab"), (0x75, b"cd")))
+        _raw_send(peer, address, sections((0x75, b"ab"), (0x75, b"cd")))
         peer.send(address, ProtonMessage(body="good-data"))
         assert [g[0] for g in receiver.next_after("good-data")] == [b"abcd", "good-data"]
         assert handler.malformed == before

@@ -15,6 +15,7 @@ from proton import Message as ProtonMessage
 from bridge.backends.amqp import codec as amqp_codec
 from bridge.backends.mqtt import codec as mqtt_codec
 from bridge.contract.message import BodyKind, Message
+from tests.support.amqp_bytes import list_key_map, map_value, sections
 
 DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
 
@@ -139,17 +140,6 @@ def test_v311_plain_payloads_report_nothing() -> None:
 # -- AMQP ----------------------------------------------------------------------------------------
 
 
-def _sections(*sections: tuple[int, Any]) -> bytes:
-    data = Data()
-    for code, value in sections:
-        data.put_described()
-        data.enter()
-        data.put_ulong(code)
-        data.put_object(value)
-        data.exit()
-    return data.encode()
-
-
 def _decode(raw: bytes) -> tuple[Message, list[str]]:
     with amqp_codec.collect_problems() as problems:
         message = amqp_codec.decode_message(raw)
@@ -168,7 +158,7 @@ def test_amqp_well_formed_messages_report_nothing() -> None:
 
 
 def test_amqp_several_data_sections_are_concatenated() -> None:
-    raw = _sections((0x74, {"k": "v"}), (0x75, b"ab"), (0x75, b""), (0x75, b"cd" * 200))
+    raw = sections((0x74, {"k": "v"}), (0x75, b"ab"), (0x75, b""), (0x75, b"cd" * 200))
     message, problems = _decode(raw)
     assert (message.body(), message.kind, message.properties()) == \
         (b"ab" + b"cd" * 200, BodyKind.DATA, {"k": "v"})
@@ -176,21 +166,21 @@ def test_amqp_several_data_sections_are_concatenated() -> None:
 
 
 def test_amqp_sequences_are_one_list_and_reported() -> None:
-    message, problems = _decode(_sections((0x76, [1, "a"]), (0x76, [timestamp(5)])))
+    message, problems = _decode(sections((0x76, [1, "a"]), (0x76, [timestamp(5)])))
     assert message.body() == [1, "a", "Unhandled message body type timestamp"]
     assert "amqp-sequence" in "; ".join(problems) and "timestamp" in "; ".join(problems)
 
 
 @pytest.mark.parametrize(("raw", "body", "problem"), [
-    (_sections((0x77, "v"), (0x75, b"d")), b"d", "does not allow together"),
-    (_sections((0x77, "one"), (0x77, "two")), "two", "does not allow together"),
-    (_sections((0x74, {"k": 1})), None, "no body section"),
-    (_sections((0x75, "not binary")), "not binary", "other than binary"),
-    (_sections((0x77, Described(symbol("x:y"), 5))), "Unhandled message body type described",
+    (sections((0x77, "v"), (0x75, b"d")), b"d", "does not allow together"),
+    (sections((0x77, "one"), (0x77, "two")), "two", "does not allow together"),
+    (sections((0x74, {"k": 1})), None, "no body section"),
+    (sections((0x75, "not binary")), "not binary", "other than binary"),
+    (sections((0x77, Described(symbol("x:y"), 5))), "Unhandled message body type described",
      "AMQP type described"),
-    (_sections((0x77, [uuid.UUID(int=1)])), ["Unhandled message body type uuid"], "uuid"),
-    (_sections((0x77, "v"), (0x99, "?")), "v", "unknown kind"),
-    (_sections((0x74, [1, 2]), (0x77, "v")), "v", "not a map"),
+    (sections((0x77, [uuid.UUID(int=1)])), ["Unhandled message body type uuid"], "uuid"),
+    (sections((0x77, "v"), (0x99, "?")), "v", "unknown kind"),
+    (sections((0x74, [1, 2]), (0x77, "v")), "v", "not a map"),
 ])
 def test_amqp_odd_layouts_are_delivered_and_reported(raw: bytes, body: Any,
                                                      problem: str) -> None:
@@ -202,7 +192,7 @@ def test_amqp_odd_layouts_are_delivered_and_reported(raw: bytes, body: Any,
 def test_amqp_unconvertible_properties_are_left_out_and_reported() -> None:
     props = {"ok": 1, "id": uuid.UUID(int=5), "at": timestamp(1), "l": [1], "m": {"a": 1},
              "d": Described(symbol("a"), 1), "none": None, symbol("sym"): 2, ulong(7): "x"}
-    message, problems = _decode(_sections((0x74, props), (0x77, "v")))
+    message, problems = _decode(sections((0x74, props), (0x77, "v")))
     assert message.properties() == {"ok": 1, "sym": 2}
     text = "; ".join(problems)
     for needle in ("'id' of type uuid", "'at' of type timestamp", "'l' of type list",
@@ -225,43 +215,21 @@ def test_amqp_empty_transfer_has_no_body_section() -> None:
     assert message.body() is None and "no body section" in problems[0]
 
 
-def _map_value(entries: int) -> bytes:
-    """An amqp-value section holding a map32 of *entries* str -> smallint pairs, encoded by
-    hand (proton's encoder refuses maps that large)."""
-    pairs = b"".join(b"\xa1" + bytes([len(key)]) + key + b"\x54" + bytes([i % 100])
-                     for i in range(entries) for key in [f"k{i}".encode()])
-    inner = (2 * entries).to_bytes(4, "big") + pairs
-    return b"\x00\x53\x77\xd1" + len(inner).to_bytes(4, "big") + inner
-
-
 def test_amqp_big_map_body_decodes() -> None:
-    message, problems = _decode(_map_value(20_000))
+    message, problems = _decode(map_value(20_000))
     assert len(message.body()) == 20_000 and problems == []
 
 
 def test_amqp_map_past_protons_limit_is_reported() -> None:
-    message, problems = _decode(_map_value(40_000))
+    message, problems = _decode(map_value(40_000))
     assert 0 < len(message.body()) < 40_000  # proton dropped the rest ...
     assert "the most proton decodes" in problems[0]  # ... and that is said
 
 
 def test_amqp_map_with_a_list_key_is_undecodable() -> None:
     """Legal AMQP, but proton cannot build the dict: the handler rejects it (and reports)."""
-    data = Data()
-    data.put_described()
-    data.enter()
-    data.put_ulong(0x77)
-    data.put_map()
-    data.enter()
-    data.put_list()
-    data.enter()
-    data.put_int(1)
-    data.exit()
-    data.put_int(3)
-    data.exit()
-    data.exit()
     with amqp_codec.collect_problems(), pytest.raises(TypeError):
-        amqp_codec.decode_message(data.encode())
+        amqp_codec.decode_message(list_key_map(3))
 
 
 def test_amqp_symbolic_section_descriptors_are_understood() -> None:
