@@ -149,3 +149,18 @@ def deviates(ctx: Ctx, statement: int) -> bool:
         pin(statement, ctx)
         return True
     return False
+
+
+def pin_cancel_cannot_withdraw(ctx: Ctx) -> None:
+    """Deviation 39 where a publish cannot be taken back (MQTT, IoT Hub): cancel() right after
+    sendasync suppresses the callback, but the message is already on its way and arrives."""
+    agent = ctx.agent()
+    pipe = ctx.pipe(agent, "cancel39")
+    fired: list[str] = []
+    transfer = pipe.sender.createtransfer(agent.amqp.createmessage("cancelled"))
+    transfer.sendasync(lambda: fired.append("cancelled"))
+    transfer.cancel()
+    ctx.send(agent, pipe.sender, agent.amqp.createmessage("marker"))
+    ctx.wait(agent, lambda: len(pipe.messages) == 2, "both messages")
+    assert [m.body() for m in pipe.messages] == ["cancelled", "marker"]
+    assert fired == []
