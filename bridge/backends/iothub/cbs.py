@@ -24,7 +24,7 @@ from urllib.parse import unquote
 from pydantic import SecretStr
 
 from bridge.backends.iothub import sas
-from bridge.backends.iothub.connection_string import validate_id
+from bridge.backends.iothub.connection_string import validate_topic_id
 from bridge.backends.iothub.identity import Identity
 from bridge.contract.message import Message
 
@@ -124,9 +124,7 @@ def identity_of(name: str) -> Identity:
     for kind, value in (("device id", device_id), ("module id", module_id)):
         if value is None:
             continue
-        why = validate_id(kind, value)
-        if why is None and any(ch in value for ch in "/+#"):
-            why = f"{kind} {value!r} contains '/', '+' or '#'"
+        why = validate_topic_id(kind, value)
         if why is not None:
             raise CbsError(BAD_REQUEST, f"name {name!r}: {why}")
     if not host:

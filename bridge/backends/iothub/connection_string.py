@@ -220,6 +220,15 @@ def validate_id(kind: str, value: str) -> str | None:
     return None
 
 
+def validate_topic_id(kind: str, value: str) -> str | None:
+    """`validate_id`, and the ids may not hold what an MQTT topic level cannot: IoT Hub puts
+    device and module ids into its topics unencoded."""
+    why = validate_id(kind, value)
+    if why is None and any(ch in value for ch in "/+#"):
+        why = f"{kind} {value!r} contains '/', '+' or '#', which cannot appear in a topic"
+    return why
+
+
 def _is_host(value: str) -> bool:
     """A DNS name (or IPv4 / bracketed IPv6 literal): no scheme, port, path or spaces."""
     if _IPV6_RE.fullmatch(value):

@@ -29,7 +29,7 @@ from bridge.backends.iothub.connection_string import (
     AuthKind,
     ConnectionStringError,
     parse_connection_string,
-    validate_id,
+    validate_topic_id,
 )
 from bridge.backends.mqtt.endpoint import Endpoint
 
@@ -137,10 +137,7 @@ def _id_problems(device_id: str | None, module_id: str | None) -> list[str]:
     for kind, value in (("device_id", device_id), ("module_id", module_id)):
         if value is None:
             continue
-        why = validate_id(kind, value)
-        if why is None and any(ch in value for ch in "/+#"):
-            # ids go into MQTT topics unencoded (as IoT Hub requires)
-            why = f"{kind} {value!r} contains '/', '+' or '#', which cannot appear in a topic"
+        why = validate_topic_id(kind, value)
         if why is not None:
             problems.append(why)
     return problems
