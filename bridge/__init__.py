@@ -2,7 +2,7 @@
 
 from bridge import events
 from bridge.agent import Agent
-from bridge.backends.base import register_backend
+from bridge.backends.registry import register_backend
 from bridge.contract.message import BodyKind, Message
 from bridge.contract.objects import (
     Connection,
@@ -21,8 +21,7 @@ from bridge.errors import (
     LimitError,
 )
 from bridge.settings import Settings
-
-__version__ = "0.1.0"
+from bridge.version import __version__
 
 __all__ = [
     "AddressError",
@@ -41,6 +40,7 @@ __all__ = [
     "Session",
     "Settings",
     "Transfer",
+    "__version__",
     "events",
     "register_backend",
 ]

@@ -3,6 +3,10 @@
 It owns one dispatcher that runs every user callback (lifecycle events, message callbacks,
 ``sendasync`` callbacks, ``imp.wakeup`` timers) one at a time, and the ``amqp``, ``imp`` and
 ``server`` objects the imp agent environment provided.
+
+This is where the layers meet: the settings choose a backend from the registry (the router
+whenever ``routes`` are set), and the contract (`bridge.contract`) gets plain options, the
+dispatcher and a `BackendOpener` that knows nothing but the context the contract filled in.
 """
 
 from __future__ import annotations
@@ -10,12 +14,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
-from bridge.contract.dispatcher import TimerHandle
-from bridge.contract.factory import Amqp
-from bridge.contract.runtime import Runtime
+from bridge.backends.registry import load_backend
+from bridge.contract.backend import Backend, BackendContext, BackendFactory
+from bridge.contract.factory import AMQP
+from bridge.contract.runtime import OutboxOptions, Runtime, RuntimeOptions
+from bridge.loop.core import Timer
+from bridge.loop.dispatcher import Dispatcher
 from bridge.settings import Settings
 
 agent_log = logging.getLogger("bridge.agent")
@@ -29,7 +37,7 @@ class Imp:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
 
-    def wakeup(self, seconds: float, callback: Callable[[], Any]) -> TimerHandle:
+    def wakeup(self, seconds: float, callback: Callable[[], Any]) -> Timer:
         """Run *callback()* on the dispatcher after *seconds* (0: on a later turn)."""
         if isinstance(seconds, bool) or not isinstance(seconds, int | float):
             raise TypeError(f"seconds must be a number, got {type(seconds).__name__}")
@@ -38,13 +46,13 @@ class Imp:
         if not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
         call_user = self._rt.call_user
-        return self._rt.dispatcher.call_later(float(seconds), lambda: call_user(callback))
+        return self._rt.dispatch.call_later(float(seconds), lambda: call_user(callback))
 
-    def cancelwakeup(self, handle: TimerHandle) -> None:
+    def cancelwakeup(self, handle: Timer) -> None:
         """Cancel a pending wakeup; cancelling a fired or cancelled one is a no-op."""
-        if not isinstance(handle, TimerHandle):
+        if not isinstance(handle, Timer):
             raise TypeError(f"handle must be what imp.wakeup returned, got {type(handle).__name__}")
-        self._rt.dispatcher.cancel(handle)
+        handle.cancel()
 
 
 class Server:
@@ -61,13 +69,49 @@ class Server:
         agent_log.error("%s", message)
 
 
+def runtime_options(settings: Settings) -> RuntimeOptions:
+    """What the contract needs to know of *settings*."""
+    box = settings.outbox
+    outbox = None
+    if box.path is not None:
+        outbox = OutboxOptions(path=box.path, max_messages=box.max_messages,
+                               max_bytes=box.max_bytes, window=box.window,
+                               tag_property=box.tag_property)
+    limits = settings.limits
+    return RuntimeOptions(
+        agent_id=settings.agent_id, amqp_enabled=settings.amqp_enabled,
+        max_connections=limits.connections, max_sessions=limits.sessions,
+        max_links=limits.links, also_notify_connection=settings.routing.also_notify_connection,
+        close_timeout=settings.close_timeout, outbox=outbox)
+
+
+class BackendSelection:
+    """Turns a connection's `BackendContext` into a backend, as *settings* say: the router when
+    routes are set, else ``settings.backend``; the backend gets its own settings section."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._factories: dict[str, BackendFactory] = {}
+
+    def __call__(self, context: BackendContext, variant: Any) -> Backend:
+        # *variant*: settings a service (the relay) runs this one connection on
+        settings: Settings = variant if variant is not None else self.settings
+        name = "routed" if settings.routes else settings.backend
+        factory = self._factories.get(name)
+        if factory is None:
+            factory = self._factories[name] = load_backend(name)
+        return factory(replace(context, config=settings.section(name), settings=settings))
+
+
 class Agent:
     """One ported agent: settings, a dispatcher, and ``amqp`` / ``imp`` / ``server``."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings if settings is not None else Settings()
-        self._rt = Runtime(self.settings, self.settings.agent_id)
-        self.amqp = Amqp(self._rt)
+        self._dispatcher = Dispatcher(f"dispatcher-{self.settings.agent_id}")
+        self._rt = Runtime(runtime_options(self.settings), self._dispatcher,
+                           BackendSelection(self.settings))
+        self.amqp = AMQP(self._rt)
         self.imp = Imp(self._rt)
         self.server = Server()
         self._thread: threading.Thread | None = None
@@ -76,26 +120,26 @@ class Agent:
     # -- dispatching ------------------------------------------------------------------------
     def run(self, timeout: float | None = None) -> None:
         """Dispatch callbacks on this thread until `stop` (or *timeout* seconds)."""
-        self._rt.dispatcher.run(timeout)
+        self._dispatcher.run(timeout)
 
     def run_until(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
         """Dispatch until ``predicate()`` is true; returns it (False on timeout or stop)."""
         if not callable(predicate):
             raise TypeError(f"predicate must be callable, got {type(predicate).__name__}")
-        return self._rt.dispatcher.run(timeout, predicate)
+        return self._dispatcher.run(timeout, predicate)
 
     def start(self) -> None:
         """Dispatch on a background thread (for applications with their own main loop)."""
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("agent already started")
-        self._thread = threading.Thread(target=self._rt.dispatcher.run,
+        self._thread = threading.Thread(target=self._dispatcher.run,
                                         name=f"bridge-dispatcher-{self.settings.agent_id}",
                                         daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         """Make `run` / `run_until` (or the `start` thread) return after the current callback."""
-        self._rt.dispatcher.request_stop()
+        self._dispatcher.request_stop()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
@@ -108,7 +152,7 @@ class Agent:
 
     @property
     def dispatching(self) -> bool:
-        return self._rt.dispatcher.running
+        return self._dispatcher.running
 
     # -- shutdown ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -125,7 +169,7 @@ class Agent:
             cores = list(rt.connections.values())
         for core in cores:
             core._end(1, None, tell_backend=True)
-        if not rt.dispatcher.on_dispatcher_thread():
+        if not self._dispatcher.on_dispatcher_thread():
             for core in cores:
                 core.backend.wait_closed(self.settings.close_timeout)
         self.stop()

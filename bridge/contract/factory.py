@@ -8,10 +8,9 @@ from bridge.contract.message import Message
 from bridge.contract.objects import Connection, ConnectionCore, EventCallback, _check_callback
 from bridge.contract.runtime import Runtime
 from bridge.errors import FeatureDisabledError
-from bridge.settings import Settings
 
 
-class Amqp:
+class AMQP:
     """What imp agent code knew as ``amqp``."""
 
     __slots__ = ("_rt",)
@@ -20,7 +19,7 @@ class Amqp:
         self._rt = runtime
 
     def _gate(self, method: str) -> None:
-        if not self._rt.settings.amqp_enabled:
+        if not self._rt.options.amqp_enabled:
             raise FeatureDisabledError(
                 f"amqp.{method}: AMQP is not enabled for this agent (set amqp_enabled = true)")
 
@@ -30,9 +29,11 @@ class Amqp:
         Which broker is really reached is decided by the settings of the selected backend; *url*
         is the logical endpoint the legacy code names (its userinfo may carry credentials).
         """
-        return self._open(url, callback, None)
+        return self.open_with(url, callback, None)
 
-    def _open(self, url: str, callback: EventCallback, settings: Settings | None) -> Connection:
+    def open_with(self, url: str, callback: EventCallback, variant: Any) -> Connection:
+        """`openconnection` on other backend settings: *variant* is handed to the agent's
+        backend opener (the relay runs its source and target connections this way)."""
         self._gate("openconnection")
         if not isinstance(url, str):
             raise TypeError(f"url must be str, got {type(url).__name__}")
@@ -43,7 +44,7 @@ class Amqp:
         with rt.lock:
             rt.limits.take("connection", "openconnection")
             try:
-                core = ConnectionCore(rt, url, callback, settings)
+                core = ConnectionCore(rt, url, callback, variant)
             except BaseException:
                 rt.limits.give_back("connection")
                 raise

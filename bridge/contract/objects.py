@@ -20,27 +20,45 @@ Rules (see docs/contract.md for the full table):
 
 from __future__ import annotations
 
+import enum
 import logging
 import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bridge import events as ev
-from bridge.backends.base import Backend, BackendContext, Outcome
-from bridge.contract.dispatcher import Coalescer
+from bridge.contract.backend import Backend, BackendContext, Outcome
 from bridge.contract.message import Message
 from bridge.contract.outbox import OutboxFull
-from bridge.contract.runtime import Runtime
+from bridge.contract.runtime import Coalescer, Runtime
 from bridge.errors import ClosedError
-
-if TYPE_CHECKING:
-    from bridge.settings import Settings
 
 log = logging.getLogger("bridge.contract")
 
-OPENING, OPEN, CLOSED = 0, 1, 2
+
+class NodeState(enum.IntEnum):
+    """The state of a connection, session, sender or receiver (``isopen()`` is ``OPEN``)."""
+
+    OPENING = 0  # created; its *_OPEN event has not been delivered yet
+    OPEN = 1
+    CLOSED = 2  # closed, failed or never opened: never reopened
+
+
+class TransferState(enum.IntEnum):
+    """The state of one transfer (sent at most once)."""
+
+    NEW = 0  # created; sendasync not called yet
+    QUEUED = 1  # waiting for its sender to open (or for a window slot)
+    SENT = 2  # handed to the backend
+    DONE = 3  # confirmed by the far end
+    FAILED = 4
+    CANCELLED = 5
+
+
+# module-level names for the hot paths (a global lookup instead of an attribute one)
+OPENING, OPEN, CLOSED = NodeState
 
 EventCallback = Callable[[str, str | None], Any]
 MessageCallback = Callable[[list["Delivery"]], Any]
@@ -95,7 +113,7 @@ class _Node:
         self.backend_state: Any = None
 
     def __repr__(self) -> str:
-        return f"<{self.label} {('opening', 'open', 'closed')[self.state]}>"
+        return f"<{self.label} {self.state.name.lower()}>"
 
     # -- subtree helpers (call with the lock held) ---------------------------------------------
     def _close_subtree(self) -> list[_Node]:
@@ -188,27 +206,31 @@ class _Node:
 
 
 class ConnectionCore(_Node):
-    """A connection's state; also the `BackendEvents` sink its backend reports to."""
+    """A connection's state; also the `BackendEvents` sink its backend reports to.
+
+    Reports are queued for the dispatcher without waking it (the backend calls its context's
+    ``wake`` once it has reported a batch).
+    """
 
     __slots__ = ("_settled", "backend", "url")
 
     def __init__(self, rt: Runtime, url: str, callback: EventCallback,
-                 settings: Settings | None = None) -> None:
+                 variant: Any = None) -> None:
         super().__init__(rt, "connection", callback, None, f"Connection({url!r})")
         self.url = url
-        self._settled = Coalescer(rt.post, self._handle_settled)
-        # *settings* lets a service (the relay) run connections of one agent on other backends
-        context = BackendContext(settings=settings or rt.settings, url=url, events=self,
-                                 agent_id=rt.agent_id, connection_index=self.id,
-                                 later=self._later)
-        factory = rt.backend_factory() if settings is None else rt.backend_factory_for(settings)
-        self.backend: Backend = factory(context)
+        self._settled = Coalescer(rt.post_quiet, self._handle_settled)
+        # *variant* lets a service (the relay) run connections of one agent on other settings;
+        # the opener (the application layer) knows what it means.
+        context = BackendContext(url=url, events=self, agent_id=rt.agent_id,
+                                 connection_index=self.id, wake=rt.wake, later=self._later,
+                                 close_timeout=rt.options.close_timeout)
+        self.backend: Backend = rt.open_backend(context, variant)
 
     def _later(self, delay: float, fn: Callable[[], None]) -> bool:
-        dispatcher = self.rt.dispatcher
-        if not dispatcher.on_dispatcher_thread():
+        dispatch = self.rt.dispatch
+        if not dispatch.on_dispatcher_thread():
             return False
-        dispatcher.call_later(delay, fn, before_leaving=True)
+        dispatch.call_later(delay, fn, before_leaving=True)
         return True
 
     def _request_open(self) -> None:
@@ -223,40 +245,40 @@ class ConnectionCore(_Node):
 
     # -- BackendEvents (any thread) -------------------------------------------------------------
     def connection_opened(self) -> None:
-        self.rt.post(self._handle_opened)
+        self.rt.post_quiet(self._handle_opened)
 
     def connection_error(self, detail: str) -> None:
-        self.rt.post(self._handle_error, detail)
+        self.rt.post_quiet(self._handle_error, detail)
         # the backend is done with this connection; let it release its threads and sockets
-        self.rt.post(self.backend.close)
+        self.rt.post_quiet(self.backend.close)
 
     def connection_closed(self) -> None:
-        self.rt.post(self._handle_closed)
-        self.rt.post(self.backend.close)
+        self.rt.post_quiet(self._handle_closed)
+        self.rt.post_quiet(self.backend.close)
 
     def session_opened(self, session: Any) -> None:
-        self.rt.post(session._handle_opened)
+        self.rt.post_quiet(session._handle_opened)
 
     def session_error(self, session: Any, detail: str) -> None:
-        self.rt.post(session._handle_error, detail)
+        self.rt.post_quiet(session._handle_error, detail)
 
     def session_closed(self, session: Any) -> None:
-        self.rt.post(session._handle_closed)
+        self.rt.post_quiet(session._handle_closed)
 
     def link_opened(self, link: Any) -> None:
-        self.rt.post(link._handle_opened)
+        self.rt.post_quiet(link._handle_opened)
 
     def link_error(self, link: Any, detail: str) -> None:
-        self.rt.post(link._handle_error, detail)
+        self.rt.post_quiet(link._handle_error, detail)
 
     def link_closed(self, link: Any) -> None:
-        self.rt.post(link._handle_closed)
+        self.rt.post_quiet(link._handle_closed)
 
     def transfer_settled(self, transfer: Any) -> None:
         self._settled.add(transfer)
 
     def transfer_failed(self, transfer: Any, detail: str) -> None:
-        self.rt.post(transfer._handle_failed, detail)
+        self.rt.post_quiet(transfer._handle_failed, detail)
 
     def delivery(self, link: Any, message: Message, token: Any) -> None:
         link.incoming.add((message, token))
@@ -300,7 +322,7 @@ class LinkCore(_Node):
         self.queued: deque[Transfer] = deque()  # transfers started before the sender opened
         self.in_backend = 0  # transfers handed to the backend and not yet settled or failed
         self.outbox_rows: set[int] = set()  # outbox rows of this sender's live transfers
-        self.incoming = Coalescer(self.rt.post, self._handle_deliveries)
+        self.incoming = Coalescer(self.rt.post_quiet, self._handle_deliveries)
         self.warned_no_callback = False
 
     def _request_open(self) -> None:
@@ -512,7 +534,7 @@ class Transfer:
     completes); only ``cancel()`` does.
     """
 
-    NEW, QUEUED, SENT, DONE, FAILED, CANCELLED = range(6)
+    NEW, QUEUED, SENT, DONE, FAILED, CANCELLED = TransferState
     __slots__ = ("backend_state", "callback", "id", "link", "message", "outbox_id", "state")
 
     def __init__(self, link: LinkCore, message: Message) -> None:
@@ -523,6 +545,11 @@ class Transfer:
         self.id = id(self)
         self.backend_state: Any = None
         self.outbox_id: int | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        """Cancelled by the application (read by backends on their own threads)."""
+        return self.state == TransferState.CANCELLED
 
     def sendasync(self, callback: Callable[[], Any] | None = None) -> None:
         """Start the send. *callback()* runs once the far end confirmed the message."""
@@ -595,36 +622,38 @@ class Transfer:
 
     # dispatcher thread
     def _handle_settled(self) -> None:
-        if self.state != Transfer.SENT:
-            return
-        self.state = Transfer.DONE
-        self._left_backend()
+        link = self.link
+        with link.rt.lock:  # cancel() on a user thread changes the same state and counter
+            if self.state != Transfer.SENT:
+                return
+            self.state = Transfer.DONE
+            self._left_backend()
         callback = self.callback
         if callback is not None:
-            self.link.rt.call_user(callback)
+            link.rt.call_user(callback)
 
     def _handle_failed(self, detail: str) -> None:
-        if self.state != Transfer.SENT:
-            return
-        self.state = Transfer.FAILED
-        self._left_backend()  # reported as SENDER_ERROR: its outbox row is not retried
         link = self.link
+        with link.rt.lock:
+            if self.state != Transfer.SENT:
+                return
+            self.state = Transfer.FAILED
+            self._left_backend()  # reported as SENDER_ERROR: its outbox row is not retried
         if link.state != CLOSED:
             link._emit(ev.SENDER_ERROR, detail or "send failed")
 
     def _left_backend(self) -> None:
-        """The backend settled or failed this transfer: free its window slot and outbox row."""
+        """Lock held. The backend settled or failed this transfer: free its window slot and
+        outbox row, and hand the next queued transfer over."""
         link = self.link
         link.in_backend -= 1
         if link.rt.outbox is not None:
-            with link.rt.lock:
-                self._forget()
-                if link.state == OPEN:
-                    link._pump()
+            self._forget()
+            if link.state == OPEN:
+                link._pump()
 
     def __repr__(self) -> str:
-        names = ("new", "queued", "sent", "done", "failed", "cancelled")
-        return f"<Transfer on {self.link.label} {names[self.state]}>"
+        return f"<Transfer on {self.link.label} {self.state.name.lower()}>"
 
 
 class Delivery:

@@ -1,22 +1,69 @@
-"""State shared by every contract object of one agent: the dispatcher, the lock, the limits."""
+"""State shared by every contract object of one agent: options, dispatch, the lock, the limits.
+
+The contract knows nothing of settings files or backend names: the application layer
+(`bridge.agent`) hands a `Runtime` plain `RuntimeOptions`, something that dispatches (`Dispatch`)
+and a `BackendOpener` that turns a connection's `BackendContext` into a backend.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
-from bridge.backends.base import BackendFactory, load_backend
-from bridge.contract.dispatcher import Dispatcher
+from bridge.contract.backend import Backend, BackendOpener
 from bridge.contract.outbox import Outbox
 from bridge.errors import LimitError
 
-if TYPE_CHECKING:
-    from bridge.contract.objects import ConnectionCore
-    from bridge.settings import Settings
-
 agent_log = logging.getLogger("bridge.agent")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxOptions:
+    """The durable outbox (see `bridge.contract.outbox`)."""
+
+    path: Path
+    max_messages: int = 100_000
+    max_bytes: int = 256 * 1024 * 1024
+    window: int = 1000
+    tag_property: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    """What the contract needs to know about one agent (plain values, no settings model)."""
+
+    agent_id: str = "agent"
+    amqp_enabled: bool = True
+    max_connections: int = 4  # imp's per-agent caps; 0 disables a cap
+    max_sessions: int = 16
+    max_links: int = 64
+    also_notify_connection: bool = False
+    close_timeout: float = 5.0
+    outbox: OutboxOptions | None = None
+
+
+class Dispatch(Protocol):
+    """What the contract needs of the agent's dispatcher (`bridge.loop.dispatcher`)."""
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None: ...
+    def post_quiet(self, fn: Callable[..., Any], *args: Any) -> None: ...
+    def wake(self) -> None: ...
+    def call_later(self, delay: float, fn: Callable[[], Any], *,
+                   before_leaving: bool = False) -> Any: ...
+    def on_dispatcher_thread(self) -> bool: ...
+
+
+class LiveConnection(Protocol):
+    """What the runtime keeps of an open connection (`objects.ConnectionCore`)."""
+
+    backend: Backend
+
+    def _end(self, terminal_index: int, detail: str | None, *, tell_backend: bool) -> None: ...
 
 
 class Limits:
@@ -60,54 +107,36 @@ class Limits:
 
 
 class Runtime:
-    """One per agent. Contract objects reach the dispatcher, lock and backend factory here."""
+    """One per agent. Contract objects reach the dispatcher, lock and backends here."""
 
-    def __init__(self, settings: Settings, agent_id: str) -> None:
-        self.settings = settings
-        self.agent_id = agent_id
-        self.dispatcher = Dispatcher()
-        self.post = self.dispatcher.post
+    def __init__(self, options: RuntimeOptions, dispatch: Dispatch,
+                 open_backend: BackendOpener) -> None:
+        self.options = options
+        self.agent_id = options.agent_id
+        self.dispatch = dispatch
+        self.post = dispatch.post
+        self.post_quiet = dispatch.post_quiet
+        self.wake = dispatch.wake
+        self.open_backend = open_backend
         # One lock for every contract state change; never held while user code runs.
         self.lock = threading.RLock()
-        lim = settings.limits
-        self.limits = Limits(lim.connections, lim.sessions, lim.links)
-        self.also_notify_connection = settings.routing.also_notify_connection
-        self.connections: dict[int, ConnectionCore] = {}
-        box = settings.outbox
+        self.limits = Limits(options.max_connections, options.max_sessions, options.max_links)
+        self.also_notify_connection = options.also_notify_connection
+        self.connections: dict[int, LiveConnection] = {}
+        box = options.outbox
         self.outbox: Outbox | None = None
         self.outbox_window: float = float("inf")
         self.outbox_tag: str | None = None
         self.outbox_live: set[int] = set()  # rows owned by transfers alive in this process
-        if box.path is not None:
-            self.outbox = Outbox(box.path, agent_id, box.max_messages, box.max_bytes)
+        if box is not None:
+            self.outbox = Outbox(box.path, options.agent_id, box.max_messages, box.max_bytes)
             self.outbox_window = box.window
             self.outbox_tag = box.tag_property
         self._next_id = 0
-        self._backend_factory: BackendFactory | None = None
 
     def next_id(self) -> int:
         self._next_id += 1
         return self._next_id
-
-    def backend_factory(self) -> BackendFactory:
-        if self._backend_factory is None:
-            if self.settings.routes:
-                # per-address routes: the router composes the named backends per link
-                from bridge.backends.routed import create as create_router
-
-                self._backend_factory = create_router
-            else:
-                self._backend_factory = load_backend(self.settings.backend)
-        return self._backend_factory
-
-    @staticmethod
-    def backend_factory_for(settings: Settings) -> BackendFactory:
-        """The factory for a connection that runs on *settings* instead of the agent's."""
-        if settings.routes:
-            from bridge.backends.routed import create as create_router
-
-            return create_router
-        return load_backend(settings.backend)
 
     @staticmethod
     def call_user(fn: Callable[..., Any], *args: Any) -> None:
@@ -116,3 +145,34 @@ class Runtime:
             fn(*args)
         except Exception:
             agent_log.exception("user callback %s raised", getattr(fn, "__qualname__", fn))
+
+
+class Coalescer:
+    """Collects items from any thread and hands them to *handler* in one batch per dispatcher turn.
+
+    Only the first item after a flush posts to the dispatcher, so a burst of N items costs one
+    dispatcher hand-off instead of N.
+    """
+
+    __slots__ = ("_handler", "_items", "_pending", "_post")
+
+    def __init__(self, post: Callable[..., None], handler: Callable[[list[Any]], None]) -> None:
+        self._post = post
+        self._handler = handler
+        self._items: deque[Any] = deque()
+        self._pending = False
+
+    def add(self, item: Any) -> None:
+        self._items.append(item)
+        if not self._pending:
+            self._pending = True
+            self._post(self._flush)
+
+    def _flush(self) -> None:
+        self._pending = False
+        items = self._items
+        batch = []
+        while items:
+            batch.append(items.popleft())
+        if batch:
+            self._handler(batch)

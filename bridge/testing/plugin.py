@@ -29,10 +29,12 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from bridge.testing.hub import Hub, HubDevice
+if TYPE_CHECKING:  # the stand-in (and proton) load only when a fixture is requested
+    from bridge.testing.hub import Hub, HubDevice
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -47,6 +49,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def iothub_standin(request: pytest.FixtureRequest,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     """One IoT Hub stand-in for the whole session (its files stay in pytest's tmp dir)."""
+    from bridge.testing.hub import Hub
+
     # getoption defaults: the fixtures also work when imported into a conftest without the
     # plugin (and so its options) being registered.
     hub = Hub(request.config.getoption("--iothub-host", "localhost"),

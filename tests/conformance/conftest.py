@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridge.backends.base import backend_names
+from bridge.backends.registry import backend_names
 
 from . import profiles
 from .harness import Ctx

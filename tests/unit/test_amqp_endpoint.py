@@ -8,19 +8,20 @@ from typing import Any
 import pytest
 
 from bridge import ConfigError, Settings
-from bridge.backends.amqp.endpoint import Endpoint, connect_options, parse_url, sasl_mechanisms
+from bridge.backends.amqp.endpoint import AMQPEndpoint, connect_options, parse_url, sasl_mechanisms
 
 
 @pytest.mark.parametrize(("url", "expected"), [
-    ("amqp://127.0.0.1", Endpoint("amqp", "127.0.0.1", 5672)),
-    ("amqps://hub.azure-devices.net", Endpoint("amqps", "hub.azure-devices.net", 5671)),
-    ("AMQPS://Hub.Example:5999/devices/d1", Endpoint("amqps", "hub.example", 5999)),
-    ("amqp://guest:guest@localhost:5672", Endpoint("amqp", "localhost", 5672, "guest", "guest")),
-    ("amqp://d%40v:p%3Ass%2Fw@h", Endpoint("amqp", "h", 5672, "d@v", "p:ss/w")),
-    ("amqp://user@h", Endpoint("amqp", "h", 5672, "user", None)),
-    ("amqp://[::1]:5673", Endpoint("amqp", "::1", 5673)),
+    ("amqp://127.0.0.1", AMQPEndpoint("amqp", "127.0.0.1", 5672)),
+    ("amqps://hub.azure-devices.net", AMQPEndpoint("amqps", "hub.azure-devices.net", 5671)),
+    ("AMQPS://Hub.Example:5999/devices/d1", AMQPEndpoint("amqps", "hub.example", 5999)),
+    ("amqp://guest:guest@localhost:5672",
+     AMQPEndpoint("amqp", "localhost", 5672, "guest", "guest")),
+    ("amqp://d%40v:p%3Ass%2Fw@h", AMQPEndpoint("amqp", "h", 5672, "d@v", "p:ss/w")),
+    ("amqp://user@h", AMQPEndpoint("amqp", "h", 5672, "user", None)),
+    ("amqp://[::1]:5673", AMQPEndpoint("amqp", "::1", 5673)),
 ])
-def test_parse_url(url: str, expected: Endpoint) -> None:
+def test_parse_url(url: str, expected: AMQPEndpoint) -> None:
     assert parse_url(url) == expected
 
 

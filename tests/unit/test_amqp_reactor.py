@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
-from bridge.backends.amqp import reactor as reactor_module
 from bridge.backends.amqp.backend import AMQPBackend
 from bridge.backends.amqp.reactor import CommandQueue, Deferred, Reactor
-from bridge.backends.base import BackendContext
 from bridge.settings import Settings
+from tests.support.contexts import backend_context
 
 
 class Idle:
@@ -66,13 +65,14 @@ def test_submit_never_blocks_and_wakes_the_reactor_once_per_batch(
     reactor.submit(lambda: (busy.set(), release.wait(10)))
     assert busy.wait(5)  # the reactor thread is now stuck in a command
     writes: list[int] = []
-    real_write = os.write
+    core = reactor.commands.core
+    real_wake = core.wake_now
 
-    def counting_write(fd: int, data: bytes) -> int:
-        writes.append(fd)
-        return real_write(fd, data)
+    def counting_wake() -> None:  # every wake-up byte written for the reactor
+        writes.append(1)
+        real_wake()
 
-    monkeypatch.setattr(reactor_module.os, "write", counting_write)
+    monkeypatch.setattr(core, "wake_now", counting_wake)
     count: list[int] = []
     started = time.monotonic()
     for i in range(100_000):  # far more than a pipe holds: one byte each would block
@@ -169,8 +169,7 @@ class Events:
 
 def _backend(url: str, **amqp: Any) -> tuple[AMQPBackend, Events]:
     events = Events()
-    context = BackendContext(settings=Settings(backend="amqp", amqp=amqp), url=url,
-                             events=events, agent_id="unit", connection_index=1)
+    context = backend_context(Settings(backend="amqp", amqp=amqp), url=url, events=events)
     return AMQPBackend(context), events
 
 

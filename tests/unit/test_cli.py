@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from bridge import docs_gen
-from bridge.backends.base import backend_names
+from bridge.backends.registry import backend_names
 from bridge.cli import cli
 from bridge.settings import MASK, Settings, env_var_name, is_secret_field, leaf_fields
 
@@ -91,7 +91,8 @@ def test_version() -> None:
 def test_backends_lists_the_selectable_backends() -> None:
     result = invoke("backends")
     assert result.exit_code == 0
-    assert [line.split()[0] for line in result.stdout.splitlines()] == backend_names()
+    assert [line.split()[0] for line in result.stdout.splitlines()] == \
+        backend_names(selectable_only=True)
     assert "memory" in result.stdout
 
 

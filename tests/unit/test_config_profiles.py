@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from bridge.errors import ConfigError
-from bridge.routing import route_for
+from bridge.migration.routing import route_for
 from bridge.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

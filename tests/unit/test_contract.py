@@ -220,4 +220,4 @@ def test_gc_of_connection_closes_its_subtree_on_the_broker() -> None:
     assert agent.run_until(lambda: core.state == 2, 5)
     with broker.lock:
         assert broker._queues["/gc"].consumers == []
-        assert core.backend not in broker._connections
+        assert core.backend not in broker._clients

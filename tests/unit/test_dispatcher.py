@@ -4,12 +4,8 @@ import select
 import threading
 import time
 
-from bridge.contract.dispatcher import (
-    Coalescer,
-    Dispatcher,
-    batch_wake_ups,
-    flush_wake_ups,
-)
+from bridge.contract.runtime import Coalescer
+from bridge.loop.dispatcher import Dispatcher
 
 
 def test_posts_run_in_order_on_the_running_thread() -> None:
@@ -136,8 +132,8 @@ def test_posting_from_a_signal_handler_on_the_dispatching_thread_never_deadlocks
 def _wake_bytes(dispatcher: Dispatcher) -> int:
     """Wake-up bytes waiting for *dispatcher* (read and counted)."""
     count = 0
-    while select.select([dispatcher._wake_r], [], [], 0)[0]:
-        count += len(dispatcher._wake_r.recv(4096))
+    while select.select([dispatcher.core._wake_r], [], [], 0)[0]:
+        count += len(dispatcher.core._wake_r.recv(4096))
     return count
 
 
@@ -150,27 +146,27 @@ def _in_thread(fn) -> None:  # type: ignore[no-untyped-def]
 
 def test_a_batching_thread_wakes_a_sleeping_dispatcher_once_when_it_flushes() -> None:
     first, second = Dispatcher(), Dispatcher()
-    first._sleeping = second._sleeping = True  # as while they wait in select
+    first.core._sleeping = second.core._sleeping = True  # as while they wait in select
     woken_before_flush: list[int] = []
 
     def network_thread() -> None:
-        batch_wake_ups()
+        # what a backend's network thread does: report quietly, wake before it blocks
         for i in range(50):
-            first.post(_noop_item, i)
-        second.post(_noop_item, 0)
+            first.post_quiet(_noop_item, i)
+        second.post_quiet(_noop_item, 0)
         woken_before_flush.extend([_wake_bytes(first), _wake_bytes(second)])
-        flush_wake_ups()
-        flush_wake_ups()  # nothing left to wake: no second byte
+        for dispatcher in (first, second, first):  # nothing left to wake: no second byte
+            dispatcher.wake()
 
     _in_thread(network_thread)
     assert woken_before_flush == [0, 0]
     assert (_wake_bytes(first), _wake_bytes(second)) == (1, 1)
-    assert len(first._items) == 50 and len(second._items) == 1
+    assert first.core.pending == 50 and second.core.pending == 1
 
 
 def test_other_threads_still_wake_the_dispatcher_at_once() -> None:
     dispatcher = Dispatcher()
-    dispatcher._sleeping = True
+    dispatcher.core._sleeping = True
 
     def user_thread() -> None:
         dispatcher.post(_noop_item, 1)
@@ -186,12 +182,11 @@ def test_batched_posts_all_run_once_flushed() -> None:
     go = threading.Event()
 
     def network_thread() -> None:
-        batch_wake_ups()
         go.wait(5)
         for round_ in range(20):
             for i in range(10):
-                dispatcher.post(seen.append, round_ * 10 + i)
-            flush_wake_ups()  # before the network thread would block
+                dispatcher.post_quiet(seen.append, round_ * 10 + i)
+            dispatcher.wake()  # before the network thread would block
 
     thread = threading.Thread(target=network_thread)
     thread.start()
@@ -213,7 +208,7 @@ def test_a_before_leaving_timer_runs_when_run_returns_first() -> None:
     dispatcher.post(lambda: dispatcher.call_later(60, lambda: ran.append("ordinary")))
     assert dispatcher.run(timeout=0.05) is False
     assert ran == ["kick"]  # before run returned; the ordinary timer still waits
-    fired = dispatcher._run_due_timers()
+    fired = dispatcher.core.run_timers()
     assert fired == 0 and ran == ["kick"]
 
 

@@ -186,13 +186,13 @@ def test_d2c_bodies_and_properties_as_the_hub_gets_them() -> None:
 
 
 def test_d2c_refusals() -> None:
-    with pytest.raises(codec.CodecError, match="262144") as info:
+    with pytest.raises(codec.HubCodecError, match="262144") as info:
         codec.encode_d2c(Message.data(b"x" * topics.MAX_D2C_SIZE, {"k": "v"}), DEV)
     assert info.value.condition == "amqp:link:message-size-exceeded"
-    with pytest.raises(codec.CodecError, match="system properties") as info:
+    with pytest.raises(codec.HubCodecError, match="system properties") as info:
         codec.encode_d2c(Message.value("x", {"$.mid": "1"}), DEV)
     assert info.value.condition == "amqp:invalid-field"
-    with pytest.raises(codec.CodecError, match="reserved"):
+    with pytest.raises(codec.HubCodecError, match="reserved"):
         codec.encode_d2c(Message.value("x", {"x-amqp-body": "v"}), DEV, type_hints=True)
 
 

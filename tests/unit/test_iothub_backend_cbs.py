@@ -14,13 +14,14 @@ import paho.mqtt.client as paho
 import pytest
 
 from bridge import Settings
-from bridge.backends.base import BackendContext, Outcome
 from bridge.backends.iothub import sas
 from bridge.backends.iothub.backend import IoTHubBackend
-from bridge.backends.mqtt.inbound import Token
-from bridge.backends.mqtt.transport import BrokerLimits, Timer
+from bridge.contract.backend import Outcome
 from bridge.contract.message import Message
+from bridge.engines.mqtt.inbound import Token
+from bridge.engines.mqtt.transport import BrokerLimits, Timer
 from tests.conftest import register_secret
+from tests.support.contexts import backend_context
 
 HOST = "hub.azure-devices.net"
 KEY = register_secret(base64.b64encode(b"state-machine-test-key-32-bytes!").decode())
@@ -130,8 +131,7 @@ class FakeDriver:
 def make(**iothub: Any) -> tuple[IoTHubBackend, FakeDriver, Events]:
     events = Events()
     settings = Settings(backend="iothub", iothub=iothub)
-    backend = IoTHubBackend(BackendContext(settings=settings, url=f"amqps://{HOST}",
-                                           events=events, agent_id="unit", connection_index=1))
+    backend = IoTHubBackend(backend_context(settings, url=f"amqps://{HOST}", events=events))
     driver = FakeDriver()
     backend.driver = driver  # type: ignore[assignment]
     return backend, driver, events
@@ -236,7 +236,8 @@ def test_expiry_ends_event_links_with_the_legacy_texts_and_keeps_the_rest() -> N
     assert "connection_error" not in events.names()
     assert not any(name == "link_error" for name, _ in events.of(receiver_cbs))
     # the C2D subscription is kept for the next receiver
-    assert backend.inbox.subs["devices/dev1/messages/devicebound/#"].retained
+    assert backend.inbox._waiting_for_receiver(
+        backend.inbox.subs["devices/dev1/messages/devicebound/#"])
     later = Handle("/devices/dev1/messages/events")
     backend.open_link(later)
     assert events.of(later) == []  # waits for a new put-token

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import paho.mqtt.client as paho
 import pytest
 
-from bridge.backends.mqtt.bufferedsocket import READ_CHUNK, BufferedSocket
-from bridge.backends.mqtt.endpoint import parse_broker_url
-from bridge.backends.mqtt.transport import build_client
+from bridge.engines.mqtt.bufferedsocket import READ_CHUNK, BufferedSocket
+from bridge.engines.mqtt.endpoint import parse_broker_url
+from bridge.engines.mqtt.transport import build_client
 
 
 @pytest.fixture

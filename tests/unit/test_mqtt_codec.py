@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bridge.backends.mqtt import codec
 from bridge.contract.message import INT64_MAX, INT64_MIN, BodyKind, Message
+from bridge.engines.mqtt import codec
 
 VALUE, DATA = BodyKind.VALUE, BodyKind.DATA
 

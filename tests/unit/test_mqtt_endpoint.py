@@ -9,8 +9,8 @@ import ssl
 import pytest
 
 from bridge import Settings
-from bridge.backends.mqtt import reasons
-from bridge.backends.mqtt.endpoint import (
+from bridge.engines.mqtt import reasons
+from bridge.engines.mqtt.endpoint import (
     backoff_delay,
     client_id_for,
     logical_credentials,
@@ -141,7 +141,7 @@ def test_transport_failures(exc: BaseException, words: str) -> None:
 
 
 def test_paho_client_is_built_for_our_loop() -> None:
-    from bridge.backends.mqtt.transport import build_client, connect_properties, tls_context
+    from bridge.engines.mqtt.transport import build_client, connect_properties, tls_context
 
     tls = tls_context(None, None, None, verify=False, insecure=True)
     assert tls.verify_mode == ssl.CERT_NONE and not tls.check_hostname

@@ -6,7 +6,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import MQTTException, Properties
 
-from bridge.backends.mqtt import fastprops
+from bridge.engines.mqtt import fastprops
 
 fastprops.install()
 

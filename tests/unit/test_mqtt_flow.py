@@ -15,11 +15,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from bridge.backends.base import Outcome
-from bridge.backends.mqtt.inbound import InboundOptions, Inbox, Token
-from bridge.backends.mqtt.outbound import Outbound, Outgoing
-from bridge.backends.mqtt.stats import Stats
+from bridge.contract.backend import Outcome
 from bridge.contract.message import BodyKind, Message
+from bridge.engines.mqtt.inbound import InboundOptions, Inbox, Token
+from bridge.engines.mqtt.outbound import Outbound, Outgoing
+from bridge.engines.mqtt.stats import Stats
 
 
 @dataclass

@@ -10,9 +10,8 @@ from bridge.backends.mqtt.mapping import (
     compile_rules,
     map_path,
     path_problem,
-    topic_matches,
-    topic_problem,
 )
+from bridge.engines.mqtt.topics import topic_matches, topic_problem
 from bridge.errors import AddressError, ConfigError
 
 IOT_RULES = compile_rules([

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from bridge.backends.base import Outcome
-from bridge.backends.mqtt.inbound import _ORPHAN_GRACE, InboundOptions, Inbox
-from bridge.backends.mqtt.outbound import Outbound
-from bridge.backends.mqtt.stats import Stats
+from bridge.contract.backend import Outcome
 from bridge.contract.message import BodyKind, Message
+from bridge.engines.mqtt.inbound import _ORPHAN_GRACE, InboundOptions, Inbox
+from bridge.engines.mqtt.outbound import Outbound
+from bridge.engines.mqtt.stats import Stats
 from tests.unit.test_mqtt_flow import Events, FakeClient, Link, msg
 
 
@@ -75,17 +75,15 @@ def test_the_mqtt_backend_holds_them() -> None:
     from types import SimpleNamespace
 
     from bridge import Settings
-    from bridge.backends.base import BackendContext
     from bridge.backends.mqtt.backend import MQTTBackend
+    from tests.support.contexts import backend_context
 
-    backend = MQTTBackend(BackendContext(
-        settings=Settings(backend="mqtt"), url="amqps://hub",
-        events=SimpleNamespace(), agent_id="a", connection_index=1))  # type: ignore[arg-type]
+    backend = MQTTBackend(backend_context(Settings(backend="mqtt"), url="amqps://hub",
+                                          events=SimpleNamespace(), agent_id="a"))
     try:
         assert backend.inbox.options.hold_resumed is True
     finally:  # never opened: close the driver's wake-up sockets
-        backend.driver._wake_r.close()
-        backend.driver._wake_w.close()
+        backend.driver.core.close()
 
 
 def test_clean_or_reconnected_sessions_still_drop_unrouted_messages() -> None:
@@ -125,12 +123,11 @@ def test_commands_queued_during_the_last_batch_still_run_at_shutdown() -> None:
     from types import SimpleNamespace
 
     from bridge import Settings
-    from bridge.backends.base import BackendContext
     from bridge.backends.mqtt.backend import MQTTBackend
+    from tests.support.contexts import backend_context
 
-    backend = MQTTBackend(BackendContext(
-        settings=Settings(backend="mqtt"), url="amqps://hub",
-        events=SimpleNamespace(), agent_id="a", connection_index=1))  # type: ignore[arg-type]
+    backend = MQTTBackend(backend_context(Settings(backend="mqtt"), url="amqps://hub",
+                                          events=SimpleNamespace(), agent_id="a"))
     driver = backend.driver
     ran: list[int] = []
     try:
@@ -139,7 +136,6 @@ def test_commands_queued_during_the_last_batch_still_run_at_shutdown() -> None:
         driver._shutdown()
         assert ran == [1]
         driver.call(ran.append, 2)  # after shutdown: dropped, as before
-        assert not driver._commands and ran == [1]
+        assert not driver.core.pending and ran == [1]
     finally:  # never started: its thread never ran to close the wake-up sockets
-        driver._wake_r.close()
-        driver._wake_w.close()
+        driver.core.close()

@@ -11,10 +11,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from bridge import ConfigError, Settings
-from bridge.backends.mqtt.inbound import InboundOptions, Inbox
-from bridge.backends.mqtt.outbound import Outbound
-from bridge.backends.mqtt.stats import Stats
 from bridge.contract.message import BodyKind, Message
+from bridge.engines.mqtt.inbound import InboundOptions, Inbox
+from bridge.engines.mqtt.outbound import Outbound
+from bridge.engines.mqtt.stats import Stats
 from tests.unit.test_mqtt_flow import Events, FakeClient, Link, msg
 
 
@@ -64,14 +64,12 @@ def test_group_names_mqtt_refuses_are_refused_at_startup(bad: str) -> None:
 def test_backend_passes_the_group_to_its_inbox() -> None:
     from types import SimpleNamespace
 
-    from bridge.backends.base import BackendContext
     from bridge.backends.mqtt.backend import MQTTBackend
+    from tests.support.contexts import backend_context
 
-    backend = MQTTBackend(BackendContext(settings=Settings(backend="mqtt", mqtt={
-        "shared_group": "g1"}), url="amqps://hub", events=SimpleNamespace(),  # type: ignore[arg-type]
-        agent_id="a", connection_index=1))
+    backend = MQTTBackend(backend_context(Settings(backend="mqtt", mqtt={
+        "shared_group": "g1"}), url="amqps://hub", events=SimpleNamespace(), agent_id="a"))
     try:
         assert backend.inbox.options.shared_group == "g1"
     finally:  # never opened: its driver thread never ran to close the wake-up sockets
-        backend.driver._wake_r.close()
-        backend.driver._wake_w.close()
+        backend.driver.core.close()

@@ -11,7 +11,7 @@ import pytest
 
 from bridge import Message, Settings
 from bridge.backends.memory import get_broker
-from bridge.relay import Relay, parse_endpoint
+from bridge.migration.relay import Relay, parse_endpoint
 
 
 def _settings(broker: str, **relay: Any) -> Settings:

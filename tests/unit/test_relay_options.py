@@ -10,7 +10,7 @@ import pytest
 
 from bridge import ConfigError, Message, Settings
 from bridge.backends.memory import get_broker
-from bridge.relay import Relay
+from bridge.migration.relay import Relay
 
 
 def _relay(*rules: dict[str, Any], **settings: Any) -> Relay:
@@ -60,13 +60,13 @@ def test_mqtt_connections_get_stable_client_ids() -> None:
 def test_an_mqtt_source_without_a_persistent_session_is_warned_about(
         caplog: pytest.LogCaptureFixture) -> None:
     relay = _relay({"source": "mqtt:/in", "target": "memory:/out"})
-    with caplog.at_level(logging.WARNING, logger="bridge.relay"):
+    with caplog.at_level(logging.WARNING, logger="bridge.migration.relay"):
         relay._check_sources()
     assert "no persistent session" in caplog.text
     caplog.clear()
     quiet = _relay({"source": "mqtt:/in", "target": "memory:/out",
                     "source_options": {"clean_start": False, "session_expiry": 60}})
-    with caplog.at_level(logging.WARNING, logger="bridge.relay"):
+    with caplog.at_level(logging.WARNING, logger="bridge.migration.relay"):
         quiet._check_sources()
     assert caplog.text == ""
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from bridge import Agent, Message, Settings
 from bridge.backends.memory import get_broker
-from bridge.shadow import format_report, report_for
+from bridge.migration.shadow import format_report, report_for
 
 
 def _names() -> tuple[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bridge import ConfigError, Settings
-from bridge.routing import compile_path_pattern, match_path, route_for, target_settings
+from bridge.migration.routing import compile_path_pattern, match_path, route_for, target_settings
 
 
 @pytest.mark.parametrize(("pattern", "path", "expected"), [

@@ -13,10 +13,10 @@ import pytest
 from pydantic import ValidationError
 
 from bridge import docs_gen
+from bridge.backends.memory.settings import MemorySettings
 from bridge.errors import ConfigError
 from bridge.settings import (
     MASK,
-    MemorySettings,
     Settings,
     env_var_name,
     is_secret_field,

@@ -13,8 +13,8 @@ from proton import Data, Described, symbol, timestamp, ulong
 from proton import Message as ProtonMessage
 
 from bridge.backends.amqp import codec as amqp_codec
-from bridge.backends.mqtt import codec as mqtt_codec
 from bridge.contract.message import BodyKind, Message
+from bridge.engines.mqtt import codec as mqtt_codec
 from tests.support.amqp_bytes import list_key_map, map_value, sections
 
 DEEP_JSON = b"[" * 100_000 + b"]" * 100_000

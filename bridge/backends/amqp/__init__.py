@@ -1,24 +1,35 @@
-"""The ``amqp`` backend: AMQP 1.0 with python-qpid-proton, one reactor thread per connection.
+"""The ``amqp`` backend: AMQP 1.0 with python-qpid-proton, mapped 1:1.
 
-Modules: `endpoint` (URL and settings -> connection options, pure), `codec` (message bodies,
-properties and error texts, pure), `reactor` (the thread and its command queue), `handler`
-(proton events -> `BackendEvents`), `backend` (the thread-safe command side).
+Modules: `settings` (``[amqp]``), `endpoint` (URL and settings -> connection options, pure),
+`codec` and `fastcodec` (message bodies, properties and error texts, pure), `reactor` (the
+proton container's thread and its command queue), `handler` (proton events -> `BackendEvents`),
+`backend` (the thread-safe command side). Importing this package does not import proton.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from types import MappingProxyType
 
-if TYPE_CHECKING:
-    from bridge.backends.amqp.backend import AMQPBackend
-    from bridge.backends.base import BackendContext
+from bridge.backends.registry import BackendEntry, Capabilities
 
+ENTRY = BackendEntry(
+    name="amqp",
+    factory="bridge.backends.amqp.backend:create",
+    settings="bridge.backends.amqp.settings:AMQPSettings",
+    description="AMQP 1.0 broker via python-qpid-proton",
+    # AMQP 1.0 itself gives the whole contract; what differs is the peer's. The deviations
+    # below are RabbitMQ 3.x's (the suite's AMQP peer), measured.
+    capabilities=Capabilities(
+        deviations=MappingProxyType({
+            37: "RabbitMQ grants every sender 65536 credit whatever the queue depth, so a "
+                "transfer never waits for credit; it completes once the queue holds it",
+            39: "with credit never short, a transfer is normally on the wire before cancel() "
+                "runs: cancel() then only suppresses its callback, the message is still "
+                "delivered",
+            45: "RabbitMQ 3.10 never detaches a link with an error: a link-level failure ends "
+                "the session (end frame with the error), so the sender gets SENDER_CLOSED and "
+                "the session SESSION_ERROR '<condition>: <description>'",
+        })),
+)
 
-def create(context: BackendContext) -> AMQPBackend:
-    """Backend factory (imported lazily so settings validation does not load proton)."""
-    from bridge.backends.amqp.backend import AMQPBackend
-
-    return AMQPBackend(context)
-
-
-__all__ = ["create"]
+__all__ = ["ENTRY"]

@@ -13,7 +13,8 @@ from typing import Any
 from bridge.backends.amqp.endpoint import connect_options
 from bridge.backends.amqp.handler import ConnectionHandler
 from bridge.backends.amqp.reactor import Deferred, Reactor
-from bridge.backends.base import (
+from bridge.backends.amqp.settings import AMQPSettings
+from bridge.contract.backend import (
     BackendContext,
     LinkHandle,
     Outcome,
@@ -36,19 +37,20 @@ class AMQPBackend:
 
     def __init__(self, context: BackendContext) -> None:
         self.events = context.events
+        self.wake = context.wake
         self._name = f"bridge-amqp-{context.agent_id}-{context.connection_index}"
         self._problem: str | None = None
         self._reactor: Reactor | None = None
         self._closed = False
         try:
-            self.options = connect_options(context.settings.amqp, context.url,
+            self.options = connect_options(context.config or AMQPSettings(), context.url,
                                            context.agent_id, context.connection_index)
         except ValueError as exc:  # reported as CONNECTION_ERROR by open(): it is asynchronous
             self.options = None
             self._problem = f"amqp:invalid-field: {exc}"
             return
-        self._handler = ConnectionHandler(self.options, self.events,
-                                          context.settings.close_timeout)
+        self._handler = ConnectionHandler(self.options, self.events, context.close_timeout,
+                                          context.wake)
         self._later = context.later
         # A quarter of the credit at most waits in a batch: the peer never runs dry for it.
         self._settle_batch = min(SETTLE_BATCH, self.options.prefetch // 4)
@@ -57,10 +59,11 @@ class AMQPBackend:
     def open(self) -> None:
         if self._problem is not None:
             self.events.connection_error(self._problem)
+            self.wake()
             return
         if self._reactor is not None or self._closed:
             return
-        reactor = Reactor(self._handler, self._name, self._on_crash)
+        reactor = Reactor(self._handler, self._name, self._on_crash, self.wake)
         self._handler.reactor = reactor
         self._reactor = reactor
         reactor.start()
@@ -102,10 +105,9 @@ class AMQPBackend:
         self._submit(self._handler.cmd_send, transfer)
 
     def cancel(self, transfer: TransferHandle) -> None:
-        if self._reactor is not None:
-            self._handler.cancelled.add(transfer.id)
-            if not self._reactor.submit(self._handler.cmd_cancel, transfer):
-                self._handler.cancelled.discard(transfer.id)
+        # The contract marked the transfer cancelled before calling this (`transfer.cancelled`,
+        # which the reactor checks before writing it); the command forgets it on the reactor.
+        self._submit(self._handler.cmd_cancel, transfer)
 
     def settle(self, link: LinkHandle, token: Any, outcome: Outcome) -> None:
         reactor = self._reactor
@@ -124,3 +126,8 @@ class AMQPBackend:
     def __repr__(self) -> str:
         where = self.options.address if self.options is not None else "invalid URL"
         return f"<AMQPBackend {where}>"
+
+
+def create(context: BackendContext) -> AMQPBackend:
+    """Backend factory (its module imports proton: the registry imports it lazily)."""
+    return AMQPBackend(context)

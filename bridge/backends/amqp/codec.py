@@ -33,9 +33,13 @@ from proton import (
 from proton import Message as ProtonMessage
 
 from bridge.backends.amqp import fastcodec
-from bridge.backends.problems import collect_problems
-from bridge.backends.problems import note as _problem
 from bridge.contract.message import INT64_MAX, INT64_MIN, BodyKind, Message
+from bridge.engines.problems import collect_problems
+from bridge.engines.problems import note as _problem
+
+# What a message without a body section is noted as. Legal in practice for some peers: a CBS
+# reply's body "MUST be empty" (the AMQP CBS draft, as Azure's uamqp implements it).
+NO_BODY = "the message has no body section (delivered with a null body)"
 
 UNHANDLED_PREFIX = "Unhandled message body type"
 
@@ -303,7 +307,7 @@ def decode_message(raw: bytes) -> Message:
     if None in codes:
         _problem("the message has a section of an unknown kind (ignored)")
     if not body:
-        _problem("the message has no body section (delivered with a null body)")
+        _problem(NO_BODY)
     elif len(kinds) > 1 or codes.count(AMQP_VALUE) > 1:
         names = ", ".join(f"0x{code:02x}" for code, _, _ in body)
         _problem(f"the body is made of sections {names}, which AMQP does not allow together; "

@@ -1,7 +1,8 @@
 """Where and how to connect: the broker URL and the settings turned into connection options.
 
 Pure (no proton, no sockets) so every rule here is unit-tested on its own. The password travels
-only in `ConnectOptions.password`; `ConnectOptions.address` and everything logged carry none.
+only in `AMQPConnectOptions.password`; `AMQPConnectOptions.address` and everything logged carry
+none.
 """
 
 from __future__ import annotations
@@ -10,61 +11,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
 
-from bridge.backends.netpolicy import is_loopback_host
+from bridge.backends.amqp.urls import DEFAULT_PORTS, AMQPEndpoint, parse_url
+from bridge.engines.netpolicy import is_loopback_host
 
 if TYPE_CHECKING:
-    from bridge.settings import AMQPSettings
+    from bridge.backends.amqp.settings import AMQPSettings
 
-DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """A parsed ``amqp[s]://[user[:password]@]host[:port][/path]`` URL (userinfo decoded)."""
-
-    scheme: str
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-
-    @property
-    def tls(self) -> bool:
-        return self.scheme == "amqps"
-
-    @property
-    def address(self) -> str:
-        """``scheme://host:port`` with no credentials: what proton dials and what is logged."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
-
-
-def parse_url(url: str) -> Endpoint:
-    """Parse a broker URL; ``ValueError`` (never echoing the password) when it is unusable.
-
-    A path (``amqps://hub/devices/x``) is allowed and ignored: legacy code sometimes passes the
-    full resource URL, and addresses are given per link anyway.
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:  # e.g. a non-numeric port
-        raise ValueError(f"invalid broker URL: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS:
-        raise ValueError(f"unsupported URL scheme {parts.scheme!r}; use amqp:// or amqps://")
-    if not parts.hostname:
-        raise ValueError("the broker URL has no host")
-    return Endpoint(
-        scheme=scheme,
-        host=parts.hostname,
-        port=port or DEFAULT_PORTS[scheme],
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else None,
-    )
-
+__all__ = ["DEFAULT_PORTS", "AMQPConnectOptions", "AMQPEndpoint", "TLSOptions", "connect_options",
+           "parse_url", "plaintext_credentials_problem", "sasl_mechanisms"]
 
 @dataclass(frozen=True, slots=True)
 class TLSOptions:
@@ -76,10 +31,10 @@ class TLSOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class ConnectOptions:
+class AMQPConnectOptions:
     """Everything the reactor needs to open one connection."""
 
-    endpoint: Endpoint
+    endpoint: AMQPEndpoint
     user: str | None
     password: str | None
     mechanisms: str
@@ -103,7 +58,7 @@ class ConnectOptions:
         return f"{self.address} as {who} (SASL {self.mechanisms}, container {self.container_id})"
 
     def __repr__(self) -> str:  # the dataclass repr would print the password
-        return f"<ConnectOptions {self.describe()}>"
+        return f"<AMQPConnectOptions {self.describe()}>"
 
 
 def sasl_mechanisms(configured: str, *, has_credentials: bool) -> str:
@@ -121,7 +76,7 @@ def sasl_mechanisms(configured: str, *, has_credentials: bool) -> str:
 
 
 def connect_options(settings: AMQPSettings, given_url: str, agent_id: str,
-                    connection_index: int) -> ConnectOptions:
+                    connection_index: int) -> AMQPConnectOptions:
     """Combine ``amqp.*`` settings with the URL the agent code gave to ``amqp.openconnection``.
 
     ``amqp.url`` replaces the agent's URL as a whole (credentials included), so a URL written for
@@ -142,7 +97,7 @@ def connect_options(settings: AMQPSettings, given_url: str, agent_id: str,
             verify=settings.verify)
     container_id = settings.container_id or \
         f"{agent_id}-{connection_index}-{uuid.uuid4().hex[:8]}"
-    return ConnectOptions(
+    return AMQPConnectOptions(
         endpoint=endpoint, user=user or None, password=password if user else None,
         mechanisms=sasl_mechanisms(settings.sasl_mechanisms, has_credentials=bool(user)),
         allow_insecure_plain=settings.allow_insecure_plain,
@@ -155,7 +110,7 @@ def connect_options(settings: AMQPSettings, given_url: str, agent_id: str,
 PLAINTEXT_OPT_IN = "amqp.allow_plaintext_credentials"
 
 
-def plaintext_credentials_problem(options: ConnectOptions) -> str | None:
+def plaintext_credentials_problem(options: AMQPConnectOptions) -> str | None:
     """Why the connection must not be attempted, or None.
 
     SASL PLAIN over ``amqp://`` (no TLS) sends the password readable by anyone on the path, so a

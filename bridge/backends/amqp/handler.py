@@ -25,21 +25,21 @@ import itertools
 import logging
 import socket
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from proton import Condition, Delivery, Disposition, Endpoint, SSLDomain, Terminus
 
 from bridge.backends.amqp import codec
 from bridge.backends.amqp.endpoint import plaintext_credentials_problem
-from bridge.backends.base import Outcome
-from bridge.contract.dispatcher import flush_wake_ups
+from bridge.contract.backend import Outcome
 
 if TYPE_CHECKING:
     from proton import Connection, Event, Link, Session
 
-    from bridge.backends.amqp.endpoint import ConnectOptions
+    from bridge.backends.amqp.endpoint import AMQPConnectOptions
     from bridge.backends.amqp.reactor import Reactor
-    from bridge.backends.base import BackendEvents, LinkHandle, SessionHandle, TransferHandle
+    from bridge.contract.backend import BackendEvents, LinkHandle, SessionHandle, TransferHandle
 
 log = logging.getLogger("bridge.backends.amqp")
 
@@ -47,6 +47,7 @@ _OUTCOMES = {Outcome.ACCEPTED: Delivery.ACCEPTED, Outcome.REJECTED: Delivery.REJ
              Outcome.RELEASED: Delivery.RELEASED}
 _CONNECTING, _OPEN, _ENDED = range(3)
 _MALFORMED_LOGGED = 10  # malformed deliveries logged one by one per connection
+CBS_NODE = "$cbs"
 
 
 class _Timer:
@@ -101,10 +102,12 @@ class _LinkState:
 class ConnectionHandler:
     """The proton handler of one connection (the container's only handler)."""
 
-    def __init__(self, options: ConnectOptions, events: BackendEvents,
-                 close_timeout: float) -> None:
+    def __init__(self, options: AMQPConnectOptions, events: BackendEvents,
+                 close_timeout: float, wake: Callable[[], None] | None = None) -> None:
         self.options = options
         self.events = events
+        # the dispatcher, for what this reactor reported (None: a handler driven by a test)
+        self.wake: Callable[[], None] = wake or (lambda: None)
         self.close_timeout = close_timeout
         self.reactor: Reactor | None = None  # set by the backend before the thread starts
         self.conn: Connection | None = None
@@ -113,9 +116,6 @@ class ConnectionHandler:
         self.finished = False
         self.sessions: dict[int, _SessionState] = {}
         self.links: dict[int, _LinkState] = {}
-        # ids of transfers cancelled by a user thread: added there (set.add is atomic), so a
-        # transfer cancelled before the reactor reached it is never written
-        self.cancelled: set[int] = set()
         self._closing: dict[int, _LinkState] = {}  # receivers we closed holding deliveries
         self.malformed = 0  # received messages that were undecodable or needed mapping/dropping
         self._timers: list[Any] = []
@@ -123,8 +123,8 @@ class ConnectionHandler:
     # -- connection ---------------------------------------------------------------------------
     def on_reactor_quiesced(self, event: Event) -> None:
         # Every event read so far is handled and the reactor is about to wait on its sockets:
-        # now the dispatcher is woken, once, for all it was handed (`batch_wake_ups`).
-        flush_wake_ups()
+        # now the dispatcher is woken, once, for all it was handed.
+        self.wake()
 
     def on_reactor_init(self, event: Event) -> None:
         opts = self.options
@@ -453,7 +453,6 @@ class ConnectionHandler:
             self._pump(state)
 
     def cmd_cancel(self, transfer: TransferHandle) -> None:
-        self.cancelled.discard(transfer.id)
         state = self.links.get(transfer.link.id)
         if state is None:
             return
@@ -474,7 +473,7 @@ class ConnectionHandler:
         link = state.link
         while state.pending and link.credit > 0:
             transfer = state.pending.popleft()
-            if transfer.id in self.cancelled:
+            if transfer.cancelled:  # set by the contract before it told us: never written
                 continue
             try:
                 payload = codec.encode_message(transfer.message, durable=self.options.durable)
@@ -545,7 +544,8 @@ class ConnectionHandler:
             delivery.settle()
             link.flow(1)
             return
-        if problems:
+        if problems and not (problems == [codec.NO_BODY] and state.handle.path == CBS_NODE):
+            # (a CBS reply carries its status in properties; its body is empty by definition)
             self._report_malformed(state, "; ".join(problems))
         token = next(state.tokens)
         if delivery.settled:  # sent pre-settled: nothing to answer, credit comes back now

@@ -1,11 +1,12 @@
 """The proton reactor on its own thread, and the command queue that feeds it.
 
 Proton objects are not thread-safe: only the reactor thread may touch them. Other threads (the
-agent's dispatcher, user threads) hand work over with `Reactor.submit`, which appends to a deque
-and wakes the reactor through a pipe registered as a proton selectable, the same mechanism as
-proton's ``EventInjector``. Unlike ``EventInjector`` it writes at most one wake-up byte per batch
-and never blocks: a burst of a million ``sendasync`` calls costs a million deque appends and a
-handful of pipe writes, and a busy reactor can never make a user thread wait on a full pipe.
+agent's dispatcher, user threads) hand work over with `Reactor.submit`, which appends to a
+`LoopCore` and wakes the reactor through its socket registered as a proton selectable, the same
+mechanism as proton's ``EventInjector``. Unlike ``EventInjector`` it writes at most one wake-up
+byte per batch and never blocks: a burst of a million ``sendasync`` calls costs a million deque
+appends and a handful of socket writes, and a busy reactor can never make a user thread wait on
+a full pipe.
 
 One reactor thread serves one connection. The thread lives exactly as long as the connection
 (closing it ends the thread, so `join` is ``wait_closed``), a fault in one connection's handler
@@ -14,19 +15,16 @@ cannot stall another, and an agent has at most a few connections (imp capped the
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
-import os
 import threading
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from proton import Event
 from proton.reactor import Container
 
-from bridge.contract.dispatcher import batch_wake_ups, flush_wake_ups
+from bridge.loop.core import LoopCore
 
 log = logging.getLogger("bridge.backends.amqp")
 
@@ -42,17 +40,18 @@ class Deferred(enum.Enum):
 
 
 class CommandQueue:
-    """Callables submitted from any thread, run on the reactor thread in submission order."""
+    """Callables submitted from any thread, run on the reactor thread in submission order.
 
-    def __init__(self) -> None:
-        self._items: deque[Command] = deque()
+    The queue and its wake-up socket are a `LoopCore`'s; what is proton's here is how the
+    reactor sleeps (inside ``container.run``), so the core is woken by one byte per batch
+    (``_signalled``) rather than by its own sleeping flag.
+    """
+
+    def __init__(self, name: str = "amqp-reactor") -> None:
+        self.core = LoopCore(name)
         self._lock = threading.Lock()
         self._signalled = False
         self._deferred = 0  # commands queued since the last wake-up without one of their own
-        self._accepting = True
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._read_fd, False)
-        os.set_blocking(self._write_fd, False)
         self._selectable: Any = None
         # proton's global IO handler also sees our selectable events and looks for this
         self._transport = None
@@ -61,9 +60,8 @@ class CommandQueue:
     def submit(self, fn: Callable[..., Any], *args: Any) -> bool:
         """Queue ``fn(*args)``; False once the reactor has finished (nothing will run it)."""
         with self._lock:
-            if not self._accepting:
+            if not self.core.call_quiet(fn, *args):
                 return False
-            self._items.append((fn, args))
             if not self._signalled:
                 self._signal()
         return True
@@ -78,9 +76,8 @@ class CommandQueue:
         or the reactor is woken anyway, `REFUSED` once the reactor has finished.
         """
         with self._lock:
-            if not self._accepting:
+            if not self.core.call_quiet(fn, *args):
                 return Deferred.REFUSED
-            self._items.append((fn, args))
             if self._signalled:
                 return Deferred.JOINED  # the pending wake-up takes it along
             self._deferred += 1
@@ -92,19 +89,17 @@ class CommandQueue:
     def kick(self) -> None:
         """Wake the reactor for commands queued by `submit_deferred`, if still waiting."""
         with self._lock:
-            if self._accepting and self._items and not self._signalled:
+            if not self.core.closed and self.core.pending and not self._signalled:
                 self._signal()
 
     def _signal(self) -> None:
-        # Under the lock, so the descriptor cannot be closed (and reused) meanwhile.
         self._signalled = True
         self._deferred = 0
-        with contextlib.suppress(BlockingIOError):  # a wake-up is already waiting
-            os.write(self._write_fd, b"!")
+        self.core.wake_now()
 
     # -- proton selectable protocol (reactor thread) -----------------------------------------
     def fileno(self) -> int:
-        return self._read_fd
+        return self.core.fileno()
 
     def on_selectable_init(self, event: Event) -> None:
         selectable = event.context
@@ -113,45 +108,37 @@ class CommandQueue:
         self._selectable = selectable
 
     def on_selectable_readable(self, event: Event) -> None:
-        with contextlib.suppress(BlockingIOError):
-            os.read(self._read_fd, 512)
+        self.core.woke(True)
         with self._lock:
             self._signalled = False  # before taking the batch: a later submit wakes us again
             self._deferred = 0
-            batch, self._items = self._items, deque()
-        for fn, args in batch:
-            try:
-                fn(*args)
-            except Exception:
-                log.exception("AMQP backend command %s failed",
-                              getattr(fn, "__qualname__", fn))
+            batch = self.core.pending
+        self.core.run_commands(batch)
 
     def stop(self) -> None:
         """Refuse further commands and leave the reactor (reactor thread)."""
         with self._lock:
-            self._accepting = False
-            self._items.clear()
+            self.core.refuse()
         selectable = self._selectable
         if selectable is not None:
             selectable.terminate()
             selectable.update()
 
     def close(self) -> None:
-        """Called by proton when the selectable is finalised: release the pipe."""
+        """Called by proton when the selectable is finalised: release the wake-up sockets."""
         with self._lock:
-            self._accepting = False
-            fds, self._read_fd, self._write_fd = (self._read_fd, self._write_fd), -1, -1
-        for fd in fds:
-            if fd >= 0:
-                os.close(fd)
+            self.core.close()
 
 
 class Reactor:
     """A proton `Container` running *handler* on a daemon thread, plus its command queue."""
 
     def __init__(self, handler: Any, name: str,
-                 on_crash: Callable[[BaseException], None]) -> None:
-        self.commands = CommandQueue()
+                 on_crash: Callable[[BaseException], None],
+                 wake_reports: Callable[[], None] | None = None) -> None:
+        self.commands = CommandQueue(name)
+        # the dispatcher, for what this thread reported (None: a reactor driven by a test)
+        self._wake_reports: Callable[[], None] = wake_reports or (lambda: None)
         self.container = Container(handler)
         self.container.selectable(self.commands)
         self._on_crash = on_crash
@@ -186,7 +173,6 @@ class Reactor:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
-        batch_wake_ups()  # flushed when the reactor goes quiet (`ConnectionHandler`) and below
         try:
             self.container.run()
         except BaseException as exc:  # a bug in a handler: never die silently
@@ -194,5 +180,5 @@ class Reactor:
             self.commands.stop()
             self._on_crash(exc)
         finally:
-            flush_wake_ups()
+            self._wake_reports()
             self.commands.close()

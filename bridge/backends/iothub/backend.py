@@ -1,7 +1,7 @@
 """`IoTHubBackend`: AzureIoTHub-style AMQP agent code over IoT Hub's MQTT device surface.
 
 One contract connection is one MQTT connection as one device (or module) identity, carried by
-the MQTT backend's driver thread, inbox and outbound window (`bridge.backends.mqtt`); this module
+the MQTT engine's driver, inbox and outbound window (`bridge.engines.mqtt`); this module
 adds IoT Hub's topics and property bags (`codec`), SAS tokens and the ``$cbs`` node (`cbs`).
 docs/backends/iothub.md is the full description; in short:
 
@@ -31,39 +31,38 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 from collections import deque
 from typing import Any
 
 import paho.mqtt.client as paho
 
-from bridge.backends.base import (
+from bridge.backends.iothub import cbs, codec, sas
+from bridge.backends.iothub.identity import Identity, mqtt_username, plan_for
+from bridge.backends.iothub.inbox import RetainingInbox
+from bridge.backends.iothub.settings import IoTHubSettings
+from bridge.backends.iothub.topics import HubRoute, RouteKind, route_for_path
+from bridge.contract.backend import (
     BackendContext,
     LinkHandle,
     Outcome,
     SessionHandle,
     TransferHandle,
 )
-from bridge.backends.iothub import cbs, codec, sas
-from bridge.backends.iothub.identity import Identity, mqtt_username, plan_for
-from bridge.backends.iothub.topics import Route, RouteKind, route_for_path
-from bridge.backends.mqtt import reasons
-from bridge.backends.mqtt.callbacks import PahoCallbacks
-from bridge.backends.mqtt.inbound import InboundOptions, Inbox, Token
-from bridge.backends.mqtt.outbound import Outbound, Outgoing
-from bridge.backends.mqtt.stats import Stats
-from bridge.backends.mqtt.transport import (
+from bridge.contract.message import Message
+from bridge.engines.mqtt import reasons
+from bridge.engines.mqtt.connection import MQTTConnection, live_connections
+from bridge.engines.mqtt.inbound import InboundOptions, Token
+from bridge.engines.mqtt.outbound import Outgoing
+from bridge.engines.mqtt.transport import (
     DONE,
     UP,
     BrokerLimits,
-    ConnectOptions,
-    Driver,
-    Timer,
+    DriverOptions,
     build_client,
     tls_context,
 )
-from bridge.contract.message import Message
 from bridge.errors import AddressError
+from bridge.loop.core import Timer
 
 log = logging.getLogger("bridge.backends.iothub")
 
@@ -72,27 +71,24 @@ NOT_FOUND = "amqp:not-found"  # what IoT Hub's AMQP surface detaches an unknown 
 #: A connection lost this close to the token's expiry counts as the hub's expiry cut.
 EXPIRY_SLACK = 5.0
 
-_live: weakref.WeakSet[IoTHubBackend] = weakref.WeakSet()
-
-
 def live_backends(agent_id: str | None = None) -> list[IoTHubBackend]:
     """IoT Hub connections of this process that are not closed (of one agent, if given)."""
-    return [b for b in list(_live) if agent_id is None or b.agent_id == agent_id]
+    return [c for c in live_connections(agent_id) if isinstance(c, IoTHubBackend)]
 
 
-class _CbsReply:
+class _CBSReply:
     """The delivery token of a CBS reply: settling it has no effect (the node is local)."""
 
     __slots__ = ()
 
 
-class IoTHubBackend(PahoCallbacks):
+class IoTHubBackend(MQTTConnection):
+    inbox: RetainingInbox
+    inbox_class = RetainingInbox
+
     def __init__(self, context: BackendContext) -> None:
-        settings = context.settings.iothub
+        settings: IoTHubSettings = context.config or IoTHubSettings()
         self.settings = settings
-        self.events = context.events
-        self.agent_id = context.agent_id
-        self.stats = Stats()
         self._problem: str | None = None
         try:
             self.plan = plan_for(settings, context.url)
@@ -107,7 +103,6 @@ class IoTHubBackend(PahoCallbacks):
         self._authorized = False  # event links may attach (MQTT authenticated)
         self._opened = False
         self._dead = False  # CONNECTION_ERROR reported
-        self._closing = False
         self._timer: Timer | None = None
         self._connecting: cbs.PutToken | None = None  # put-token awaiting its CONNACK
         self._put_queue: deque[cbs.PutToken] = deque()
@@ -116,23 +111,21 @@ class IoTHubBackend(PahoCallbacks):
         self._cbs_receivers: dict[int, LinkHandle] = {}
         self._warned: set[str] = set()
         endpoint = self.plan.endpoint
-        self.outbound = Outbound(self.events, self.stats, max_inflight=settings.max_inflight,
-                                 buffer_limit=settings.buffer_limit, broker=endpoint.describe())
-        options = ConnectOptions(
+        options = DriverOptions(
             endpoint=endpoint, keepalive=settings.keepalive, clean_start=settings.clean_session,
             v5=False, connect_timeout=settings.connect_timeout,
             reconnect=settings.reconnect == "auto", min_delay=settings.reconnect_min_delay,
             max_delay=settings.reconnect_max_delay,
             max_attempts=settings.reconnect_max_attempts)
         who = self.identity.client_id if self.identity else "cbs"
-        self.driver = Driver(self._make_client, options, self, name=f"bridge-iothub-{who}",
-                             on_demand=True, before_attempt=self._before_attempt)
-        self.inbox = Inbox(
-            self.events, self.stats, self.outbound,
-            InboundOptions(v5=False, qos=1, release_delay=settings.release_delay,
-                           max_delivery_count=settings.max_delivery_count,
-                           dead_letter_topic=None),
-            self._decode, self.driver.call_later, lambda: self.driver.epoch)
+        super().__init__(
+            context, name=f"bridge-iothub-{who}", broker=endpoint.describe(),
+            driver_options=options,
+            inbound_options=InboundOptions(v5=False, qos=1, release_delay=settings.release_delay,
+                                           max_delivery_count=settings.max_delivery_count,
+                                           dead_letter_topic=None),
+            max_inflight=settings.max_inflight, buffer_limit=settings.buffer_limit,
+            on_demand=True, before_attempt=self._before_attempt)
 
     def __repr__(self) -> str:
         who = self.identity.describe() if self.identity else "identity from put-token"
@@ -184,7 +177,7 @@ class IoTHubBackend(PahoCallbacks):
                                 type_hints=self.settings.type_hints)
 
     # -- addresses --------------------------------------------------------------------------------
-    def route(self, role: str, path: str) -> Route:
+    def route(self, role: str, path: str) -> HubRoute:
         """Where *path* goes for a ``"sender"`` or ``"receiver"``; `AddressError` (naming the
         supported paths) for anything IoT Hub does not serve. Which identity may use it is
         checked when the link attaches."""
@@ -197,26 +190,16 @@ class IoTHubBackend(PahoCallbacks):
     def open(self) -> None:
         if self._problem is not None:
             self.events.connection_error(self._problem)
+            self.wake()
             return
-        _live.add(self)
-        self.driver.start()
+        self._start()
         if self.plan.self_auth:
             self.driver.call(self._connect_self)
         else:
             # Legacy code opens amqps://<hub> without credentials and authenticates with CBS.
             self._opened = True
             self.events.connection_opened()
-
-    def close(self) -> None:
-        self._closing = True
-        _live.discard(self)
-        self.driver.stop()
-
-    def wait_closed(self, timeout: float) -> bool:
-        return self.driver.join(timeout)
-
-    def open_session(self, session: SessionHandle) -> None:
-        self.events.session_opened(session)  # nothing on the wire
+            self.wake()
 
     def close_session(self, session: SessionHandle) -> None:
         self.driver.call(self._close_session, session)
@@ -233,7 +216,7 @@ class IoTHubBackend(PahoCallbacks):
         self.driver.call(self._close_link, link)
 
     def send(self, transfer: TransferHandle) -> None:
-        route: Route = transfer.link.backend_state
+        route: HubRoute = transfer.link.backend_state
         if route.kind is RouteKind.CBS:
             self.driver.call(self._put_token, transfer)
             return
@@ -242,16 +225,14 @@ class IoTHubBackend(PahoCallbacks):
         try:
             publish = codec.encode_d2c(transfer.message, identity,
                                        type_hints=self.settings.type_hints)
-        except codec.CodecError as exc:
+        except codec.HubCodecError as exc:
             self.events.transfer_failed(transfer, f"{exc.condition}: {exc}")
+            self.wake()
             return
         size = len(publish.payload) + len(publish.topic.encode("utf-8"))
         self.driver.call(self.outbound.submit,
                          Outgoing(publish.topic, publish.payload, None, 1, transfer=transfer,
                                   link_id=transfer.link.id, size=size))
-
-    def cancel(self, transfer: TransferHandle) -> None:
-        self.driver.call(self.outbound.cancel, transfer)
 
     def settle(self, link: LinkHandle, token: Any, outcome: Outcome) -> None:
         if isinstance(token, Token):
@@ -259,7 +240,7 @@ class IoTHubBackend(PahoCallbacks):
 
     # -- links (driver thread) -------------------------------------------------------------------
     def _open_link(self, link: LinkHandle) -> None:
-        route: Route = link.backend_state
+        route: HubRoute = link.backend_state
         if route.kind is RouteKind.CBS:
             if link.role == "receiver":
                 self._cbs_receivers[link.id] = link
@@ -270,7 +251,7 @@ class IoTHubBackend(PahoCallbacks):
             self._pending[link.id] = link  # attaches once a put-token authenticated
 
     def _attach(self, link: LinkHandle) -> None:
-        route: Route = link.backend_state
+        route: HubRoute = link.backend_state
         identity = self.identity
         assert identity is not None
         if (route.device_id, route.module_id) != (identity.device_id, identity.module_id):
@@ -403,7 +384,7 @@ class IoTHubBackend(PahoCallbacks):
             log.warning("CBS reply %d dropped: no $cbs receiver is open", status)
             return
         for link in list(self._cbs_receivers.values()):
-            self.events.delivery(link, cbs.reply(status, description), _CbsReply())
+            self.events.delivery(link, cbs.reply(status, description), _CBSReply())
 
     def _schedule_token_timer(self) -> None:
         self._cancel_timer()
@@ -418,7 +399,7 @@ class IoTHubBackend(PahoCallbacks):
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
-            self._timer.cancelled = True
+            self._timer.cancel()
             self._timer = None
 
     def _renew_self(self) -> None:
@@ -471,7 +452,7 @@ class IoTHubBackend(PahoCallbacks):
             return
         self._dead = True
         self._cancel_timer()
-        _live.discard(self)
+        self._forget()
         self.events.connection_error(detail)
 
     def _token_expired(self) -> bool:
@@ -544,10 +525,6 @@ class IoTHubBackend(PahoCallbacks):
             self._lose_authorization(why)
         else:
             self._fail_connection(detail)
-
-    def on_turn(self) -> None:
-        self.outbound.pump()
-
 
 
 def _same(a: Identity, b: Identity) -> bool:

@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from bridge.backends.iothub import topics
 from bridge.backends.iothub.identity import Identity
 from bridge.backends.iothub.topics import SystemProperties, TopicError
-from bridge.backends.mqtt import codec as mqtt_codec
-from bridge.backends.mqtt import reasons
 from bridge.contract.message import BodyKind, Message, PropertyValue
+from bridge.engines.mqtt import codec as mqtt_codec
+from bridge.engines.mqtt import reasons
 
 BODY_KEY = "x-amqp-body"
 JSON_SYSTEM = SystemProperties(content_type="application/json", content_encoding="utf-8")
 
 
-class CodecError(ValueError):
+class HubCodecError(mqtt_codec.CodecError):
     """A message cannot be sent to IoT Hub as it is (the text says why; ``condition`` is the
     AMQP error condition of the SENDER_ERROR it becomes)."""
 
@@ -40,33 +40,33 @@ class CodecError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Publish:
+class D2CPublish:
     topic: str
     payload: bytes
     size: int  # what the hub counts against its limit
 
 
-def encode_d2c(message: Message, identity: Identity, *, type_hints: bool = False) -> Publish:
-    """The PUBLISH for one device-to-cloud message; `CodecError` if it cannot be sent."""
+def encode_d2c(message: Message, identity: Identity, *, type_hints: bool = False) -> D2CPublish:
+    """The PUBLISH for one device-to-cloud message; `HubCodecError` if it cannot be sent."""
     kind, payload = mqtt_codec.body_payload(message)
     system = JSON_SYSTEM if kind == mqtt_codec.KIND_JSON else SystemProperties()
     application: dict[str, PropertyValue] = dict(message.properties())
     if type_hints:
         if BODY_KEY in application:
-            raise CodecError(f"application property {BODY_KEY!r} is reserved while "
+            raise HubCodecError(f"application property {BODY_KEY!r} is reserved while "
                              f"iothub.type_hints is on")
         application[BODY_KEY] = kind
     try:
         topic = topics.d2c_topic(identity.device_id, identity.module_id, system=system,
                                  application=application, type_hints=type_hints)
     except (TopicError, TypeError) as exc:
-        raise CodecError(str(exc)) from None
+        raise HubCodecError(str(exc)) from None
     size = topics.hub_message_size(payload, system, application)
     if size > topics.MAX_D2C_SIZE:
-        raise CodecError(f"the message is {size} bytes as IoT Hub counts it (body, system "
+        raise HubCodecError(f"the message is {size} bytes as IoT Hub counts it (body, system "
                          f"property values, property names and values); the limit is "
                          f"{topics.MAX_D2C_SIZE}", reasons.MESSAGE_SIZE)
-    return Publish(topic, payload, size)
+    return D2CPublish(topic, payload, size)
 
 
 def decode_c2d(topic: str, payload: bytes, identity: Identity | None, *,

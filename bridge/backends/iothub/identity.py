@@ -1,8 +1,9 @@
 """Who the ``iothub`` backend connects as, where to, and how it authenticates (pure).
 
-Settings (`bridge.settings.IoTHubSettings`) give either a connection string or the separate
-fields; the URL given to ``amqp.openconnection`` supplies the hub's host name when neither does
-(legacy code opens ``amqps://<hub>``). Two ways to authenticate follow from what is given:
+Settings (`bridge.backends.iothub.settings.IoTHubSettings`) give either a connection string or
+the separate fields; the URL given to ``amqp.openconnection`` supplies the hub's host name when
+neither does (legacy code opens ``amqps://<hub>``). Two ways to authenticate follow from what is
+given:
 
 - **self-auth**: a key (``SharedAccessKey``) or a pre-made ``SharedAccessSignature``: the
   backend connects at once; with a key it signs (and renews) its own tokens;
@@ -14,33 +15,24 @@ Nothing here does I/O; every error text names fields, never a secret.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from bridge import __version__
 from bridge.backends.iothub import sas, topics
-from bridge.backends.iothub.connection_string import (
-    AuthKind,
-    ConnectionStringError,
-    parse_connection_string,
-    validate_topic_id,
-)
-from bridge.backends.mqtt.endpoint import Endpoint
+from bridge.backends.iothub.connection_string import parse_connection_string
+from bridge.engines.mqtt.endpoint import MQTTEndpoint
+from bridge.version import __version__
 
 if TYPE_CHECKING:
-    from bridge.settings import IoTHubSettings
+    from bridge.backends.iothub.settings import IoTHubSettings
 
 MQTT_PORT = 8883
 WEBSOCKET_PORT = 443
 WEBSOCKET_PATH = "/$iothub/websocket"
 DEFAULT_CLIENT_TYPE = f"amqp-mqtt-bridge/{__version__}"
-_HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252}))$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +65,7 @@ class Plan:
     host: str  # the hub's host name (SAS audience, MQTT user name)
     device_id: str | None
     module_id: str | None
-    endpoint: Endpoint  # where the TCP/TLS connection goes
+    endpoint: MQTTEndpoint  # where the TCP/TLS connection goes
     key: SecretStr | None = field(default=None, repr=False)
     key_name: str | None = None
     token: SecretStr | None = field(default=None, repr=False)  # pre-made, cannot be renewed
@@ -92,62 +84,6 @@ class Plan:
     @property
     def can_sign(self) -> bool:
         return self.key is not None
-
-
-def check_settings(settings: IoTHubSettings) -> None:
-    """`ValueError` listing every inconsistency of an ``iothub`` section."""
-    problems: list[str] = []
-    separate = [name for name in ("hostname", "device_id", "module_id", "shared_access_key",
-                                  "shared_access_key_name")
-                if getattr(settings, name) is not None]
-    if settings.connection_string is not None:
-        try:
-            cs = parse_connection_string(settings.connection_string.get_secret_value())
-        except ConnectionStringError as exc:
-            problems += [p.removeprefix("IoT Hub connection string: ")
-                         for p in exc.problems]
-        else:
-            if cs.auth is AuthKind.X509:
-                problems.append("X.509 connection strings are not supported by the iothub "
-                                "backend (use a key or a SAS token)")
-            problems += _id_problems(cs.device_id, cs.module_id)
-        if separate:
-            problems.append(f"give either connection_string or {', '.join(separate)}, not both")
-    else:
-        problems += _id_problems(settings.device_id, settings.module_id)
-        if settings.module_id is not None and settings.device_id is None:
-            problems.append("module_id needs device_id")
-        if settings.shared_access_key is not None:
-            if settings.device_id is None:
-                problems.append("shared_access_key needs device_id (the identity it signs for)")
-            if not _is_base64(settings.shared_access_key.get_secret_value()):
-                problems.append("shared_access_key is not valid base64")
-        if settings.shared_access_key_name is not None and settings.shared_access_key is None:
-            problems.append("shared_access_key_name needs shared_access_key")
-        if settings.hostname is not None and not _HOST.match(settings.hostname):
-            problems.append("hostname must be a plain host name (no scheme, port or path)")
-    if settings.gateway_host is not None and not _HOST.match(settings.gateway_host):
-        problems.append("gateway_host must be a plain host name (no scheme, port or path)")
-    if problems:
-        raise ValueError("; ".join(problems))
-
-
-def _id_problems(device_id: str | None, module_id: str | None) -> list[str]:
-    problems = []
-    for kind, value in (("device_id", device_id), ("module_id", module_id)):
-        if value is None:
-            continue
-        why = validate_topic_id(kind, value)
-        if why is not None:
-            problems.append(why)
-    return problems
-
-
-def _is_base64(text: str) -> bool:
-    try:
-        return bool(base64.b64decode(text, validate=True))
-    except (binascii.Error, ValueError):
-        return False
 
 
 def plan_for(settings: IoTHubSettings, url: str) -> Plan:
@@ -178,7 +114,7 @@ def plan_for(settings: IoTHubSettings, url: str) -> Plan:
                          f"{_url_shown(url)!r})")
     connect_host = settings.gateway_host or gateway or host
     port = settings.port or (WEBSOCKET_PORT if settings.websockets else MQTT_PORT)
-    endpoint = Endpoint(scheme="wss" if settings.websockets else "mqtts", host=connect_host,
+    endpoint = MQTTEndpoint(scheme="wss" if settings.websockets else "mqtts", host=connect_host,
                         port=port, tls=True, websockets=settings.websockets,
                         ws_path=WEBSOCKET_PATH)
     return Plan(host=host, device_id=device_id, module_id=module_id, endpoint=endpoint,

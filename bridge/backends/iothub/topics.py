@@ -79,9 +79,6 @@ class SystemProperties:
         return [(f.metadata["key"], value) for f in fields(self)
                 if (value := getattr(self, f.name)) is not None]
 
-    def is_empty(self) -> bool:
-        return not self.items()
-
 
 _FIELD_BY_KEY = {f.metadata["key"]: f.name for f in fields(SystemProperties)}
 _C2D_ONLY = frozenset(f.metadata["key"] for f in fields(SystemProperties)
@@ -358,7 +355,7 @@ class RouteKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class HubRoute:
     """Where an AMQP link path lands on MQTT. ``topic`` is the D2C topic prefix (bag goes
     after it) for TELEMETRY, the subscription filter for C2D / MODULE_INPUT, "" for CBS."""
 
@@ -379,7 +376,7 @@ SUPPORTED_PATHS = (
 
 
 def route_for_path(role: str, path: str, *, device_id: str | None = None,
-                   module_id: str | None = None) -> Route:
+                   module_id: str | None = None) -> HubRoute:
     """Map an AMQP link address (path, or ``amqps://host/path``) to its MQTT topic.
 
     *role* is ``"sender"`` or ``"receiver"``. Given *device_id* (and *module_id*), a path for
@@ -390,7 +387,7 @@ def route_for_path(role: str, path: str, *, device_id: str | None = None,
         raise ValueError(f"role must be 'sender' or 'receiver', got {role!r}")
     text = path.strip()
     if text == "$cbs":
-        return Route(RouteKind.CBS, device_id, module_id, "")
+        return HubRoute(RouteKind.CBS, device_id, module_id, "")
     if "://" in text:
         scheme, _, rest = text.partition("://")
         if scheme.lower() not in ("amqps", "amqp"):
@@ -417,11 +414,12 @@ def route_for_path(role: str, path: str, *, device_id: str | None = None,
         if mod is None and module_id is not None:
             _refuse(path, f"this connection is module {module_id!r}; use the module path")
         if leaf == "messages/events" and role == "sender":
-            return Route(RouteKind.TELEMETRY, dev, mod, f"{topic_base(dev, mod)}/messages/events/")
+            return HubRoute(RouteKind.TELEMETRY, dev, mod,
+                            f"{topic_base(dev, mod)}/messages/events/")
         if leaf == "messages/devicebound" and role == "receiver" and mod is None:
-            return Route(RouteKind.C2D, dev, None, c2d_subscription(dev))
+            return HubRoute(RouteKind.C2D, dev, None, c2d_subscription(dev))
         if leaf in ("messages/devicebound", "messages/events") and role == "receiver" and mod:
-            return Route(RouteKind.MODULE_INPUT, dev, mod, module_input_subscription(dev, mod))
+            return HubRoute(RouteKind.MODULE_INPUT, dev, mod, module_input_subscription(dev, mod))
     except TopicError as exc:
         _refuse(path, str(exc))
     if leaf in ("messages/events", "messages/devicebound"):

@@ -1,8 +1,9 @@
 """`MQTTBackend`: one AMQP connection of the contract carried by one MQTT connection.
 
 Commands from the contract (any thread) are queued for the driver thread, which owns the paho
-client; results go back through `BackendEvents`. The AMQP concepts map as follows (the full
-table, with what differs, is docs/semantics.md):
+client; results go back through `BackendEvents`. The wiring (driver, outbound window, inbox) is
+the MQTT engine's (`bridge.engines.mqtt.connection`), shared with the ``iothub`` backend. The
+AMQP concepts map as follows (the full table, with what differs, is docs/semantics.md):
 
 - connection: the MQTT connection (CONNACK -> ``connection_opened``; refusal or socket failure
   -> ``connection_error``; loss -> ``connection_error`` with ``reconnect = "off"``, or a quiet
@@ -15,94 +16,83 @@ table, with what differs, is docs/semantics.md):
 from __future__ import annotations
 
 import logging
-import weakref
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bridge.backends.base import (
+from bridge.backends.mqtt.mapping import TopicRoute, compile_rules, map_path
+from bridge.backends.mqtt.settings import MQTTSettings
+from bridge.contract.backend import (
     BackendContext,
     LinkHandle,
     Outcome,
     SessionHandle,
     TransferHandle,
 )
-from bridge.backends.mqtt import codec, reasons
-from bridge.backends.mqtt.callbacks import PahoCallbacks
-from bridge.backends.mqtt.endpoint import (
+from bridge.contract.message import Message
+from bridge.engines.mqtt import codec, reasons
+from bridge.engines.mqtt.connection import MQTTConnection, live_connections
+from bridge.engines.mqtt.endpoint import (
     client_id_for,
     logical_credentials,
     parse_broker_url,
     plaintext_credentials_problem,
 )
-from bridge.backends.mqtt.inbound import InboundOptions, Inbox
-from bridge.backends.mqtt.mapping import Route, compile_rules, map_path
-from bridge.backends.mqtt.outbound import Outbound, Outgoing
-from bridge.backends.mqtt.stats import Stats
-from bridge.backends.mqtt.transport import (
+from bridge.engines.mqtt.inbound import InboundOptions
+from bridge.engines.mqtt.outbound import Outgoing
+from bridge.engines.mqtt.transport import (
     BrokerLimits,
-    ConnectOptions,
-    Driver,
+    DriverOptions,
     build_client,
     connect_properties,
     tls_context,
 )
-from bridge.contract.message import Message
 
 log = logging.getLogger("bridge.backends.mqtt")
-
-_live: weakref.WeakSet[MQTTBackend] = weakref.WeakSet()
 
 
 def live_backends(agent_id: str | None = None) -> list[MQTTBackend]:
     """MQTT connections of this process that are not closed (of one agent, if given)."""
-    return [b for b in list(_live) if agent_id is None or b.agent_id == agent_id]
+    return [c for c in live_connections(agent_id) if isinstance(c, MQTTBackend)]
 
 
-class MQTTBackend(PahoCallbacks):
+class MQTTBackend(MQTTConnection):
     def __init__(self, context: BackendContext) -> None:
-        settings = context.settings.mqtt
+        settings: MQTTSettings = context.config or MQTTSettings()
         self.settings = settings
-        self.events = context.events
-        self.agent_id = context.agent_id
         self.client_id = client_id_for(settings.client_id, context.agent_id,
                                        context.connection_index)
         self.endpoint = parse_broker_url(settings.url)
         self.v5 = settings.protocol == "5"
-        self.stats = Stats()
         self._logical_url = context.url
         self._rules = compile_rules(settings.topic_rules)
         self._variables = {"client_id": self.client_id, "agent_id": context.agent_id}
         self._warned_drop = False
         self._opened = False
-        self._closing = False
-        broker = self.endpoint.describe()
-        self.outbound = Outbound(self.events, self.stats, max_inflight=settings.max_inflight,
-                                 buffer_limit=settings.buffer_limit, broker=broker)
-        self.driver = Driver(self._make_client, self._connect_options(), self,
-                             name=f"bridge-mqtt-{self.client_id}")
-        self.inbox = Inbox(
-            self.events, self.stats, self.outbound,
-            InboundOptions(v5=self.v5, qos=settings.qos, release_delay=settings.release_delay,
-                           max_delivery_count=settings.max_delivery_count,
-                           dead_letter_topic=settings.dead_letter_topic,
-                           shared_group=settings.shared_group, hold_resumed=True),
-            self._decode, self.driver.call_later, lambda: self.driver.epoch)
+        super().__init__(
+            context, name=f"bridge-mqtt-{self.client_id}", broker=self.endpoint.describe(),
+            driver_options=self._driver_options(),
+            inbound_options=InboundOptions(
+                v5=self.v5, qos=settings.qos, release_delay=settings.release_delay,
+                max_delivery_count=settings.max_delivery_count,
+                dead_letter_topic=settings.dead_letter_topic,
+                shared_group=settings.shared_group, hold_resumed=True),
+            max_inflight=settings.max_inflight, buffer_limit=settings.buffer_limit)
 
     def __repr__(self) -> str:
         return (f"<MQTTBackend {self.client_id!r} -> {self.endpoint.describe()} "
                 f"{self.driver.state}>")
 
     # -- setup -----------------------------------------------------------------------------------
-    def _connect_options(self) -> ConnectOptions:
+    def _driver_options(self) -> DriverOptions:
         s = self.settings
         props = None
         if self.v5:
             props = connect_properties(receive_maximum=s.receive_maximum,
                                        session_expiry=s.session_expiry)
-        return ConnectOptions(
+        return DriverOptions(
             endpoint=self.endpoint, keepalive=s.keepalive, clean_start=s.clean_start, v5=self.v5,
             connect_timeout=s.connect_timeout, reconnect=s.reconnect == "auto",
             min_delay=s.reconnect_min_delay, max_delay=s.reconnect_max_delay,
@@ -161,7 +151,7 @@ class MQTTBackend(PahoCallbacks):
         return codec.decode_v311(msg.payload)
 
     # -- addresses -------------------------------------------------------------------------------
-    def route(self, role: str, path: str) -> Route:
+    def route(self, role: str, path: str) -> TopicRoute:
         """Where *path* goes for a ``"sender"`` or ``"receiver"``; raises `AddressError`."""
         return map_path(path, role, self._rules, variables=self._variables,
                         reserved_prefix=self.settings.reserved_prefix)
@@ -178,22 +168,9 @@ class MQTTBackend(PahoCallbacks):
         if problem is not None:
             log.error("MQTT connection %s not attempted: %s", self.client_id, problem)
             self.events.connection_error(problem)
+            self.wake()
             return
-        _live.add(self)
-        self.driver.start()
-
-    def close(self) -> None:
-        self._closing = True
-        _live.discard(self)
-        self.driver.stop()
-
-    def wait_closed(self, timeout: float) -> bool:
-        return self.driver.join(timeout)
-
-    def open_session(self, session: SessionHandle) -> None:
-        # Nothing on the wire: the event is only queued, so SESSION_OPEN comes on a later
-        # dispatcher turn, never inside opensession().
-        self.events.session_opened(session)
+        self._start()
 
     def close_session(self, session: SessionHandle) -> None:
         self.driver.call(self._close_session, session)
@@ -206,6 +183,7 @@ class MQTTBackend(PahoCallbacks):
             return
         if link.role == "sender":
             self.events.link_opened(link)  # a topic needs nothing from the broker
+            self.wake()
         else:
             self.driver.call(self.inbox.open, link, link.backend_state.topic)
 
@@ -213,20 +191,18 @@ class MQTTBackend(PahoCallbacks):
         self.driver.call(self._close_link, link)
 
     def send(self, transfer: TransferHandle) -> None:
-        route: Route = transfer.link.backend_state
+        route: TopicRoute = transfer.link.backend_state
         try:
             # pure: done on the caller's thread
             payload, props, props_size = self._encode(transfer.message)
         except codec.CodecError as exc:
             self.events.transfer_failed(transfer, f"{reasons.INVALID_FIELD}: {exc}")
+            self.wake()
             return
         size = len(payload) + codec.utf8_length(route.topic) + props_size
         self.driver.call(self.outbound.submit,
                          Outgoing(route.topic, payload, props, self.settings.qos,
                                   transfer=transfer, link_id=transfer.link.id, size=size))
-
-    def cancel(self, transfer: TransferHandle) -> None:
-        self.driver.call(self.outbound.cancel, transfer)
 
     def settle(self, link: LinkHandle, token: Any, outcome: Outcome) -> None:
         self.driver.call(self.inbox.settle, token, outcome)
@@ -266,11 +242,13 @@ class MQTTBackend(PahoCallbacks):
         self.outbound.on_down(detail)
 
     def on_failed(self, detail: str) -> None:
-        _live.discard(self)
+        self._forget()
         if not self._closing:
             self.events.connection_error(detail)
 
-    def on_turn(self) -> None:
-        self.outbound.pump()
 
+def create(context: BackendContext) -> MQTTBackend:
+    from bridge.engines.mqtt import fastprops
 
+    fastprops.install()
+    return MQTTBackend(context)

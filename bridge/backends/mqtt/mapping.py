@@ -26,9 +26,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from bridge.engines.mqtt.topics import MAX_TOPIC_BYTES, topic_problem
 from bridge.errors import AddressError
 
-MAX_TOPIC_BYTES = 65535
 _CAPTURE = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 IDENTITY_VARIABLES = frozenset({"client_id", "agent_id"})
@@ -51,7 +51,7 @@ class CompiledRule:
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class TopicRoute:
     """Where a path goes: a topic (sender) or a topic filter (receiver)."""
 
     path: str
@@ -75,34 +75,6 @@ def path_problem(path: str) -> str | None:
         return "it has an empty level ('//', a trailing '/' or only '/')"
     if len(path.encode("utf-8", "surrogatepass")) > MAX_TOPIC_BYTES:
         return f"it is longer than {MAX_TOPIC_BYTES} bytes"
-    return None
-
-
-def topic_problem(topic: str, *, allow_wildcards: bool) -> str | None:
-    """Why *topic* is not a usable MQTT topic (or filter), or None."""
-    if not topic:
-        return "the topic is empty"
-    if "\x00" in topic:
-        return "the topic contains a NUL character"
-    if topic.startswith("$"):
-        return "the topic starts with '$', which is reserved for the broker"
-    levels = topic.split("/")
-    if "" in levels:
-        return "the topic has an empty level"
-    for index, level in enumerate(levels):
-        if level in ("+", "#"):
-            if not allow_wildcards:
-                return f"the topic contains the wildcard {level!r} (a sender needs one topic)"
-            if level == "#" and index != len(levels) - 1:
-                return "'#' must be the last level of a topic filter"
-        elif "+" in level or "#" in level:
-            return f"the level {level!r} mixes a wildcard with other characters"
-    try:
-        size = len(topic.encode("utf-8"))
-    except UnicodeEncodeError:
-        return "the topic is not valid UTF-8"
-    if size > MAX_TOPIC_BYTES:
-        return f"the topic is longer than {MAX_TOPIC_BYTES} bytes"
     return None
 
 
@@ -198,7 +170,7 @@ def _render(rule: CompiledRule, captures: Mapping[str, str],
 
 def map_path(path: str, role: str, rules: Iterable[CompiledRule], *,
              variables: Mapping[str, str] | None = None,
-             reserved_prefix: str = "bridge") -> Route:
+             reserved_prefix: str = "bridge") -> TopicRoute:
     """Map an AMQP *path* for a ``"sender"`` (topic) or ``"receiver"`` (topic filter).
 
     Raises `AddressError` naming the path and the problem.
@@ -221,27 +193,11 @@ def map_path(path: str, role: str, rules: Iterable[CompiledRule], *,
         if problem is not None:
             raise AddressError(f"cannot use path {path!r} on MQTT: rule {rule.path!r} gives "
                                f"{topic!r}: {problem}")
-        return Route(path, topic, rule.is_filter, rule.path)
+        return TopicRoute(path, topic, rule.is_filter, rule.path)
     topic = path[1:] if path.startswith("/") else path
     if topic.startswith("$"):
         topic = f"{reserved_prefix}/{topic}"
     problem = topic_problem(topic, allow_wildcards=False)
     if problem is not None:
         raise AddressError(f"cannot use path {path!r} on MQTT: it maps to {topic!r}: {problem}")
-    return Route(path, topic, False, None)
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """MQTT filter matching (``+`` one level, ``#`` the rest, ``$`` topics need a literal)."""
-    filter_levels = topic_filter.split("/")
-    topic_levels = topic.split("/")
-    if topic.startswith("$") and filter_levels[0] in ("+", "#"):
-        return False
-    for index, level in enumerate(filter_levels):
-        if level == "#":
-            return True
-        if index >= len(topic_levels):
-            return False
-        if level != "+" and level != topic_levels[index]:
-            return False
-    return len(filter_levels) == len(topic_levels)
+    return TopicRoute(path, topic, False, None)

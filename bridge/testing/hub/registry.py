@@ -381,11 +381,6 @@ class Registry:
             message = self._c2d.get(message_id)
             return message.snapshot() if message is not None else None
 
-    def has_enqueued(self, device_id: str) -> bool:
-        with self._lock:
-            return any(self._c2d[mid].state is C2DState.ENQUEUED
-                       for mid in self._queues.get(device_id, ()))
-
     def _dead_letter(self, message: C2DMessage, reason: str) -> None:
         message.state = C2DState.DEAD_LETTERED
         message.dead_letter_reason = reason

@@ -36,10 +36,6 @@ class TlsFiles:
         context.load_cert_chain(str(self.cert_file), str(self.key_file))
         return context
 
-    def client_context(self) -> ssl.SSLContext:
-        """A client-side context trusting only the stand-in's CA (host names are checked)."""
-        return ssl.create_default_context(cafile=str(self.ca_file))
-
 
 def _san(names: list[str]) -> str:
     entries: list[str] = []

@@ -26,6 +26,7 @@ from typing import Any
 from bridge import Agent, Settings
 from bridge.backends.iothub import sas
 from bridge.backends.iothub.backend import live_backends
+from bridge.backends.iothub.topics import route_for_path
 from tests.integration.iothub.targets import TestDevice, TlsHub
 
 from ..harness import Ctx, pin_cancel_cannot_withdraw
@@ -134,6 +135,16 @@ class IoTHubProfile(BackendProfile):
         payload, properties = _INJECTED[case]
         assert self._last is not None and path == self._last.events_path
         self.hub().send_input(self._last, "foreign", payload, properties)
+
+    def attached_receivers(self, agent: Agent, path: str) -> int:
+        """Asks the broker (its own log): does the connection of this agent's identity hold the
+        subscription a receiver on *path* needs? (With IoT Hub's persistent session a dropped
+        connection keeps its subscription on the hub for later, so what counts here is a live
+        connection holding it.)"""
+        assert self._last is not None
+        topic_filter = route_for_path("receiver", path).topic
+        client_id = f"{self._last.device_id}/{self._last.module_id}"
+        return int(topic_filter in self.hub().subscriptions_of(client_id))
 
     # -- deviations ------------------------------------------------------------------------------
     def pin_deviation(self, n: int, ctx: Ctx) -> None:

@@ -108,7 +108,9 @@ class TlsHub:
     host_name = "myhub.azure-devices.net"  # realistic; TLS goes to localhost (gateway_host)
 
     def __init__(self, directory: Path) -> None:
-        self.broker = Mosquitto(directory, tls=True)
+        # subscribe/unsubscribe lines: what the broker holds, for `subscriptions_of`
+        self.broker = Mosquitto(directory, tls=True,
+                                extra=["log_type subscribe", "log_type unsubscribe"])
         self.echo = False  # module outputs -> module input "echo"
         self._lock = threading.Condition()
         self._d2c: dict[str, list[D2C]] = {}
@@ -237,6 +239,30 @@ class TlsHub:
             info = client.publish(f"{head}/inputs/echo/{bag}", msg.payload, qos=1)
             with self._lock:
                 self._echo_mids.add(info.mid)
+
+    def subscriptions_of(self, client_id: str) -> set[str]:
+        """The topic filters the broker holds for *client_id* while it is connected, read from
+        the broker's own log (subscribe, unsubscribe, connect and disconnect lines)."""
+        filters: set[str] = set()
+        connected = False
+        for line in list(self.broker.log):
+            _, _, text = line.partition(": ")
+            if text.startswith("New client connected") and text.split(" as ")[-1].startswith(
+                    f"{client_id} ("):
+                connected = True
+                if " c1," in text:  # a clean session starts without subscriptions
+                    filters.clear()
+            elif text in (f"Client {client_id} disconnected.",
+                          f"Client {client_id} closed its connection.") or (
+                    text.startswith(f"Client {client_id} ") and "timeout" in text):
+                connected = False
+            elif text.startswith(f"{client_id} "):
+                fields = text[len(client_id) + 1:].split(" ")
+                if len(fields) == 2 and fields[0].isdigit():
+                    filters.add(fields[1])  # "<client> <qos> <filter>": SUBSCRIBE
+                elif len(fields) == 1:
+                    filters.discard(fields[0])  # "<client> <filter>": UNSUBSCRIBE
+        return filters if connected else set()
 
     def wait_echoed(self, count: int, timeout: float = TIMEOUT) -> None:
         """Until *count* echo publishes in all have been acknowledged by the broker."""

@@ -26,7 +26,7 @@ import pytest
 
 from bridge import Settings
 from bridge.backends.mqtt.backend import live_backends
-from bridge.relay import Relay
+from bridge.migration.relay import Relay
 from tests.integration.amqp.rabbit import queue_depth
 from tests.integration.migration.conftest import (
     MESSAGES,

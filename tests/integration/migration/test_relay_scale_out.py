@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from bridge import Settings
-from bridge.relay import Relay
+from bridge.migration.relay import Relay
 from tests.integration.amqp.rabbit import delete_queue
 from tests.integration.migration.conftest import (
     MESSAGES,

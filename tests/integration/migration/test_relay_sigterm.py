@@ -28,7 +28,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge import Settings
-from bridge.relay import Relay
+from bridge.migration.relay import Relay
 from tests.integration.amqp.rabbit import QUEUE_PREFIX, rabbitmqctl
 from tests.integration.migration.conftest import (
     MESSAGES,

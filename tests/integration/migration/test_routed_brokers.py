@@ -18,8 +18,8 @@ import pytest
 from proton import Message as ProtonMessage
 
 from bridge import Agent, Message, Settings
-from bridge.backends.mqtt import codec
 from bridge.backends.mqtt.backend import live_backends
+from bridge.engines.mqtt import codec
 from tests.integration.amqp.rabbit import RawClient as ProtonClient
 from tests.integration.amqp.rabbit import delete_queue
 from tests.integration.migration.conftest import SHARED_AMQP_URL, SHARED_MQTT_URL, unique_queue

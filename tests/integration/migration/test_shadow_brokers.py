@@ -19,9 +19,9 @@ from click.testing import CliRunner
 from proton import Message as ProtonMessage
 
 from bridge import Agent, Message, Settings
-from bridge.backends.mqtt import codec
 from bridge.cli import cli
-from bridge.shadow import monitor_for, report_for
+from bridge.engines.mqtt import codec
+from bridge.migration.shadow import monitor_for, report_for
 from tests.integration.amqp.rabbit import RawClient as ProtonClient
 from tests.integration.amqp.rabbit import delete_queue
 from tests.integration.migration.conftest import SHARED_AMQP_URL, SHARED_MQTT_URL, unique_queue

@@ -41,9 +41,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.backends.problems import collect_problems as collect_problems  # re-exported
-from bridge.backends.problems import note as _problem
 from bridge.contract.message import BodyKind, Message, Properties
+from bridge.engines.problems import collect_problems as collect_problems  # re-exported
+from bridge.engines.problems import note as _problem
 
 RESERVED_PREFIX = "x-amqp-"
 BODY_KEY = "x-amqp-body"

@@ -19,14 +19,14 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from bridge.backends.base import TransferHandle
+    from bridge.contract.backend import TransferHandle
     from bridge.contract.message import Message
-    from bridge.settings import Settings
+    from bridge.migration.settings import ShadowSettings
 
-log = logging.getLogger("bridge.shadow")
+log = logging.getLogger("bridge.migration.shadow")
 
 MAX_EXAMPLES = 10
 
@@ -251,7 +251,13 @@ _monitors: dict[str, ShadowMonitor] = {}
 _monitors_lock = threading.Lock()
 
 
-def monitor_for(settings: Settings, agent_id: str) -> ShadowMonitor:
+class _WithShadow(Protocol):
+    """Settings with a ``shadow`` section (a `bridge.settings.Settings`)."""
+
+    shadow: ShadowSettings
+
+
+def monitor_for(settings: _WithShadow, agent_id: str) -> ShadowMonitor:
     """The monitor of *agent_id* (shared by its connections)."""
     with _monitors_lock:
         monitor = _monitors.get(agent_id)

@@ -1,8 +1,5 @@
-"""The service commands of the `bridge` CLI: ``demo``, ``relay`` and ``shadow-report``.
-
-Kept apart from `bridge.cli` (the group, ``run`` and ``config``) so each module stays small;
-importing this module registers the commands on the group.
-"""
+"""The service commands of the `bridge` CLI: ``demo``, ``relay`` and ``shadow-report``
+(registered on the group by `bridge.cli`)."""
 
 from __future__ import annotations
 
@@ -17,11 +14,11 @@ from typing import Any
 import click
 
 from bridge.agent import Agent
-from bridge.cli import EXIT_BAD_CONFIG, EXIT_OK, Options, cli, configure_logging, fail_config
+from bridge.cli.app import EXIT_BAD_CONFIG, EXIT_OK, Options, configure_logging, fail_config
 from bridge.demo import DemoOptions, run_demo
 from bridge.errors import ConfigError
+from bridge.migration.shadow import format_report
 from bridge.settings import Settings
-from bridge.shadow import format_report
 
 EXIT_FAILED = 1
 
@@ -55,7 +52,7 @@ Examples:
 """
 
 
-@cli.command(help=_DEMO_HELP, short_help="Run the demo device agent and cloud side.")
+@click.command(help=_DEMO_HELP, short_help="Run the demo device agent and cloud side.")
 @click.option("--backend", metavar="NAME", help="Backend for this demo (overrides settings).")
 @click.option("--messages", type=click.IntRange(min=1), default=100, show_default=True,
               help="Telemetry messages the device sends.")
@@ -108,7 +105,7 @@ def demo(ctx: click.Context, backend: str | None, messages: int, rate: float,
 # --------------------------------------------------------------------------------------------
 
 
-@cli.command(short_help="Forward between an AMQP and an MQTT broker, at least once.")
+@click.command(short_help="Forward between an AMQP and an MQTT broker, at least once.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="Drain and stop after SECONDS (default: run until SIGTERM / Ctrl-C).")
 @click.pass_context
@@ -126,7 +123,7 @@ def relay(ctx: click.Context, duration: float | None) -> None:
       source = "amqp:/queue/telemetry"
       target = "mqtt:/devices/demo-device/messages/events"
     """
-    from bridge.relay import Relay
+    from bridge.migration.relay import Relay
 
     settings = _settings(ctx)
     configure_logging(settings.log_level)
@@ -157,7 +154,7 @@ def relay(ctx: click.Context, duration: float | None) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@cli.command("shadow-report", short_help="Show the shadow divergence report.")
+@click.command("shadow-report", short_help="Show the shadow divergence report.")
 @click.argument("report_file", required=False,
                 type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
@@ -185,12 +182,3 @@ def shadow_report(ctx: click.Context, report_file: Path | None, as_json: bool) -
         click.echo(format_report(report))
     diverged = any(route.get("divergences") for route in report.get("routes", {}).values())
     ctx.exit(EXIT_FAILED if diverged or report.get("connection_problems") else EXIT_OK)
-
-
-# --------------------------------------------------------------------------------------------
-# bridge hub (the local IoT Hub stand-in lives with the testing tools)
-# --------------------------------------------------------------------------------------------
-
-from bridge.testing.hub.cli import hub_command  # noqa: E402
-
-cli.add_command(hub_command)

@@ -11,15 +11,12 @@ block on the network.
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 import logging
 import select
 import socket
 import ssl
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -29,10 +26,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bridge.backends.mqtt import reasons
-from bridge.backends.mqtt.bufferedsocket import BufferedSocket
-from bridge.backends.mqtt.endpoint import Endpoint, backoff_delay
-from bridge.contract.dispatcher import batch_wake_ups, flush_wake_ups
+from bridge.engines.mqtt import reasons
+from bridge.engines.mqtt.bufferedsocket import BufferedSocket
+from bridge.engines.mqtt.endpoint import MQTTEndpoint, backoff_delay
+from bridge.loop.core import LoopCore, Timer
 
 log = logging.getLogger("bridge.backends.mqtt")
 
@@ -59,10 +56,10 @@ class DriverHooks(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class ConnectOptions:
+class DriverOptions:
     """Everything a connect attempt needs besides the client."""
 
-    endpoint: Endpoint
+    endpoint: MQTTEndpoint
     keepalive: int
     clean_start: bool
     v5: bool
@@ -72,15 +69,6 @@ class ConnectOptions:
     max_delay: float
     max_attempts: int
     connect_properties: Properties | None = None  # MQTT 5 CONNECT properties
-
-
-class Timer:
-    __slots__ = ("callback", "cancelled", "deadline")
-
-    def __init__(self, deadline: float, callback: Callable[[], None]) -> None:
-        self.deadline = deadline
-        self.callback = callback
-        self.cancelled = False
 
 
 class Driver:
@@ -95,8 +83,9 @@ class Driver:
     attempt (fresh credentials).
     """
 
-    def __init__(self, client_factory: Callable[[], paho.Client], options: ConnectOptions,
-                 hooks: DriverHooks, name: str, *, on_demand: bool = False,
+    def __init__(self, client_factory: Callable[[], paho.Client], options: DriverOptions,
+                 hooks: DriverHooks, name: str, *, wake_reports: Callable[[], None],
+                 on_demand: bool = False,
                  before_attempt: Callable[[paho.Client], None] | None = None) -> None:
         self._client_factory = client_factory
         self.client: paho.Client | None = None
@@ -113,13 +102,10 @@ class Driver:
         self._connack_deadline = 0.0
         self._refused: str | None = None
         self._disconnect: tuple[bool, int, str] | None = None
-        self._commands: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
-        self._timers: list[tuple[float, int, Timer]] = []
-        self._timer_seq = itertools.count()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._wake_pending = False
+        # commands from other threads, timers, and the wake-up the select waits on
+        self.core = LoopCore(name)
+        # wakes the agent's dispatcher for what this thread reported (before it blocks)
+        self._wake_reports = wake_reports
         self._stop_requested = False
         self._finished = False  # no more commands are run
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -133,8 +119,7 @@ class Driver:
         """Run ``fn(*args)`` on the driver thread, in call order; dropped once it stopped."""
         if self._finished:
             return
-        self._commands.append((fn, args))
-        self._wake()
+        self.core.call(fn, *args)
 
     def stop(self) -> None:
         """Disconnect cleanly (pending acks first) and end the thread; returns at once."""
@@ -142,11 +127,10 @@ class Driver:
             self._finished = True
             self.state = DONE
             self._done.set()
-            self._wake_r.close()
-            self._wake_w.close()
+            self.core.close()
             return
         self._stop_requested = True
-        self._wake()
+        self.core.wake_now()
 
     def join(self, timeout: float) -> bool:
         if not self._thread.is_alive() and not self._thread.ident:
@@ -161,21 +145,11 @@ class Driver:
     def broker(self) -> str:
         return self.options.endpoint.describe()
 
-    def _wake(self) -> None:
-        if not self._wake_pending:
-            self._wake_pending = True
-            # BlockingIOError: already awake; OSError: shutting down
-            with contextlib.suppress(BlockingIOError, OSError):
-                self._wake_w.send(b"\0")
-
     # -- driver thread only ----------------------------------------------------------------------
     def call_later(self, delay: float, fn: Callable[[], None]) -> Timer:
-        timer = Timer(time.monotonic() + max(0.0, delay), fn)
-        heapq.heappush(self._timers, (timer.deadline, next(self._timer_seq), timer))
-        return timer
+        return self.core.call_later(delay, fn)
 
     def _run(self) -> None:
-        batch_wake_ups()  # flushed before every wait on the socket (`_wait_io`) and at the end
         try:
             try:
                 self.client = self._client_factory()
@@ -194,21 +168,20 @@ class Driver:
                 self._finish(f"{reasons.INTERNAL}: the MQTT network loop stopped: {exc}")
         finally:
             self._drop_socket()
-            flush_wake_ups()
+            self._wake_reports()
             self._done.set()
-            self._wake_r.close()
-            self._wake_w.close()
+            self.core.close()
 
     def _install_callbacks(self, client: paho.Client) -> None:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
 
     def _turn(self) -> None:
-        self._run_commands()
+        self.core.run_commands()
         if self._stop_requested:
             self._shutdown()
             return
-        self._run_timers()
+        self.core.run_timers()
         now = time.monotonic()
         if self.state == DOWN and now >= self._next_attempt:
             self._attempt()
@@ -229,9 +202,8 @@ class Driver:
 
     def _timeout(self) -> float:
         now = time.monotonic()
-        timeout = 1.0  # keep-alive checks run at least once a second
-        if self._timers:
-            timeout = min(timeout, self._timers[0][0] - now)
+        # keep-alive checks run at least once a second
+        timeout = self.core.timeout(1.0, now) or 0.0
         if self.state == DOWN:
             timeout = min(timeout, self._next_attempt - now)
         elif self.state == CONNECTING:
@@ -248,7 +220,8 @@ class Driver:
                 self._socket_gone()
             return
         timeout = self._timeout()
-        readers: list[Any] = [self._wake_r]
+        core = self.core
+        readers: list[Any] = [core]
         writers: list[Any] = []
         if sock is not None:
             readers.append(sock)
@@ -256,12 +229,11 @@ class Driver:
                 writers.append(sock)
             if _pending(sock):
                 timeout = 0.0
-        flush_wake_ups()  # the dispatcher, for everything this turn handed it
+        self._wake_reports()  # the dispatcher, for everything this turn handed it
+        if not core.prepare_to_sleep():
+            timeout = 0.0  # a command came in meanwhile
         readable, writable, _ = select.select(readers, writers, [], timeout)
-        if self._wake_r in readable:
-            with contextlib.suppress(BlockingIOError, OSError):
-                while len(self._wake_r.recv(4096)) == 4096:  # one read unless it was full
-                    pass
+        core.woke(core in readable)
         if sock is None:
             return
         if sock in readable or _pending(sock):
@@ -269,7 +241,7 @@ class Driver:
                 client.loop_read()
                 if client.socket() is not sock or not _readable(sock):
                     break
-            flush_wake_ups()  # what was read goes to the dispatcher now, not after our turn
+            self._wake_reports()  # what was read goes to the dispatcher now, not after our turn
         if client.socket() is sock and sock in writable:
             client.loop_write()
         if client.socket() is sock:
@@ -311,7 +283,7 @@ class Driver:
         self._disconnect = None
         self.refused_code = None
         options = self.options
-        flush_wake_ups()  # connecting may block (DNS, TCP, TLS handshake)
+        self._wake_reports()  # connecting may block (DNS, TCP, TLS handshake)
         try:
             if self._before_attempt is not None:
                 self._before_attempt(client)
@@ -403,7 +375,7 @@ class Driver:
         # Commands queued while the last batch ran (e.g. the settlements a draining relay made
         # just before closing) still go out: otherwise their PUBACKs are lost and the broker
         # delivers those messages again (measured: duplicates after a relay's SIGTERM).
-        self._run_commands()
+        self.core.run_commands()
         self._stop_requested = False
         self.state = DONE
         self._finished = True
@@ -414,7 +386,7 @@ class Driver:
         client = self.client
         if client is None or client.socket() is None:
             return
-        flush_wake_ups()  # closing may wait for the socket
+        self._wake_reports()  # closing may wait for the socket
         if client.is_connected():
             sock = client.socket()
             if isinstance(sock, BufferedSocket):  # the acks and publishes not yet written
@@ -436,31 +408,6 @@ class Driver:
         if client is not None and client.socket() is not None:
             # paho has no public "abort the socket" call; _sock_close is what its own loop uses.
             client._sock_close()
-
-    # -- commands and timers ---------------------------------------------------------------------
-    def _run_commands(self) -> None:
-        # Cleared before the queue is read: a command queued after this point wakes us again,
-        # one queued before it is run below.
-        self._wake_pending = False
-        commands = self._commands
-        for _ in range(len(commands)):
-            fn, args = commands.popleft()
-            try:
-                fn(*args)
-            except Exception:
-                log.exception("MQTT backend command %r failed", fn)
-
-    def _run_timers(self) -> None:
-        timers = self._timers
-        now = time.monotonic()
-        while timers and timers[0][0] <= now:
-            _, _, timer = heapq.heappop(timers)
-            if timer.cancelled:
-                continue
-            try:
-                timer.callback()
-            except Exception:
-                log.exception("MQTT backend timer %r failed", timer.callback)
 
     # -- paho callbacks (driver thread, inside loop_read) -----------------------------------------
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
@@ -546,7 +493,7 @@ class _Client(paho.Client):
                               coalesce_writes=self.transport != "websockets")
 
 
-def build_client(*, endpoint: Endpoint, client_id: str, v5: bool, clean_start: bool,
+def build_client(*, endpoint: MQTTEndpoint, client_id: str, v5: bool, clean_start: bool,
                  username: str | None, password: str | None, connect_timeout: float,
                  tls: ssl.SSLContext | None) -> paho.Client:
     """A paho client configured for our loop: manual acks, no paho-side window or retry."""

@@ -8,7 +8,8 @@ handles it is given (``backend_state``) and two targets must not overwrite each 
 Event coherence: ``CONNECTION_OPEN`` once every primary target is up; a primary target failing
 before that fails the connection naming the target; a primary target lost afterwards is a
 connection loss (children hear ``*_CLOSED``). ``SESSION_OPEN`` once the session is open on every
-primary target. Shadow targets (``route.shadow``) never affect any of that: see `bridge.shadow`.
+primary target. Shadow targets (``route.shadow``) never affect any of that: see
+`bridge.migration.shadow`.
 """
 
 from __future__ import annotations
@@ -17,19 +18,27 @@ import logging
 import threading
 from typing import Any
 
-from bridge.backends.base import (
+from bridge.backends.registry import BackendEntry, Capabilities, load_backend
+from bridge.contract.backend import (
     Backend,
     BackendContext,
     LinkHandle,
     Outcome,
     SessionHandle,
     TransferHandle,
-    load_backend,
 )
 from bridge.contract.message import Message
 from bridge.errors import AddressError
-from bridge.routing import route_for, target_settings
-from bridge.shadow import ShadowMonitor, monitor_for
+from bridge.migration.routing import route_for, target_settings
+from bridge.migration.shadow import ShadowMonitor, monitor_for
+
+ENTRY = BackendEntry(
+    name="routed",
+    factory="bridge.migration.routed:create",
+    description="per-address routes over the other backends (used whenever routes are set)",
+    capabilities=Capabilities(),
+    selectable=False,
+)
 
 log = logging.getLogger("bridge.routed")
 
@@ -72,6 +81,10 @@ class _TransferProxy:
         self.started = started
         self.backend_state: Any = None
 
+    @property
+    def cancelled(self) -> bool:
+        return self.real.cancelled
+
 
 class _Target:
     """One backend instance behind the router."""
@@ -87,9 +100,10 @@ class _Target:
         settings = target_settings(context.settings, name, options)
         self.events = _TargetEvents(self)
         self.backend: Backend = load_backend(name)(BackendContext(
-            settings=settings, url=context.url, events=self.events,
-            agent_id=context.agent_id, connection_index=context.connection_index,
-            later=context.later))
+            url=context.url, events=self.events, agent_id=context.agent_id,
+            connection_index=context.connection_index, wake=context.wake,
+            later=context.later, close_timeout=context.close_timeout,
+            config=settings.section(name), settings=settings))
 
     def session_proxy(self, real: SessionHandle) -> _SessionProxy:
         proxy = self.sessions.get(real.id)

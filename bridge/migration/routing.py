@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from bridge.backends.registry import backend_names
 from bridge.errors import ConfigError
+from bridge.migration.settings import RouteRule
 
-if TYPE_CHECKING:
-    from bridge.settings import RouteRule, Settings
+# a `bridge.settings.Settings` (named by a type variable: the settings module imports this one)
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
 _CAPTURE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -63,7 +65,7 @@ def route_for(routes: list[RouteRule], path: str) -> RouteRule | None:
     return None
 
 
-def target_settings(settings: Settings, backend: str, options: dict[str, Any]) -> Settings:
+def target_settings(settings: SettingsT, backend: str, options: dict[str, Any]) -> SettingsT:
     """Settings for one routed backend: *backend* selected, its section updated with *options*.
 
     Routes are dropped so the routed backend does not route again.
@@ -83,10 +85,9 @@ def target_settings(settings: Settings, backend: str, options: dict[str, Any]) -
     return settings.model_copy(update=update)
 
 
-def validate_routes(settings: Settings) -> None:
-    """Check every route at start-up: patterns compile, backends exist, options fit."""
-    from bridge.backends.base import backend_names
-
+def validate_routes(settings: Any) -> None:
+    """Check every route of *settings* (a `bridge.settings.Settings`) at start-up: patterns
+    compile, backends exist, options fit."""
     known = set(backend_names())
     problems: list[str] = []
     for index, route in enumerate(settings.routes):

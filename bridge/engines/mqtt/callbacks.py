@@ -12,8 +12,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from bridge.backends.mqtt.inbound import Inbox
-from bridge.backends.mqtt.outbound import Outbound
+from bridge.engines.mqtt.inbound import Inbox
+from bridge.engines.mqtt.outbound import Outbound
 
 log = logging.getLogger("bridge.backends.mqtt")
 

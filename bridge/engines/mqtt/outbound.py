@@ -20,9 +20,9 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from bridge.backends.base import BackendEvents, TransferHandle
-from bridge.backends.mqtt import reasons
-from bridge.backends.mqtt.stats import Stats
+from bridge.contract.backend import BackendEvents, TransferHandle
+from bridge.engines.mqtt import reasons
+from bridge.engines.mqtt.stats import Stats
 
 log = logging.getLogger("bridge.backends.mqtt")
 
@@ -169,9 +169,6 @@ class Outbound:
             if item.link_id == link_id and item.transfer is not None:
                 self._by_transfer.pop(item.transfer.id, None)
         self.waiting = kept
-
-    def unfinished(self) -> int:
-        return len(self.waiting) + len(self.inflight)
 
     # -- outcomes --------------------------------------------------------------------------------
     def _done(self, item: Outgoing) -> None:

@@ -1,8 +1,13 @@
-"""The backend interface and the registry that maps a backend name to a lazily imported factory.
+"""The backend interface: what the contract asks of a transport and what it hears back.
 
-The contract layer drives a `Backend` with commands (open/close/send/settle) from user threads;
-the backend reports what happened through `BackendEvents`, from whatever thread it owns. The
-backend never calls user code: every report is queued for the agent's dispatcher.
+The contract drives a `Backend` with commands (open/close/send/settle) from user threads and the
+dispatcher; the backend reports what happened through `BackendEvents`, from whatever thread it
+owns. A backend never calls user code: every report is queued for the agent's dispatcher.
+
+Reports are queued *quietly*: they do not wake a sleeping dispatcher by themselves. A backend
+calls `BackendContext.wake` once it has reported a batch - before its network thread blocks,
+and at the end of a command that reported something - so one socket read that turns into many
+events costs one dispatcher wake-up, not one per event.
 
 One `Backend` instance serves one `Connection`. Sessions, links and transfers are passed as the
 contract's handles; a backend may keep its own per-handle state in ``handle.backend_state``.
@@ -11,16 +16,12 @@ contract's handles; a backend may keep its own per-handle state in ``handle.back
 from __future__ import annotations
 
 import enum
-import importlib
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from bridge.contract.message import Message
-    from bridge.settings import Settings
 
 
 class Outcome(enum.Enum):
@@ -49,10 +50,17 @@ class TransferHandle(Protocol):
     link: LinkHandle
     message: Message
 
+    @property
+    def cancelled(self) -> bool:
+        """True once the application cancelled the transfer: a backend that has not written
+        it yet must not (it reads this on its own thread; the contract sets it first)."""
+        ...
+
 
 @runtime_checkable
 class BackendEvents(Protocol):
-    """What a backend reports. Every method is thread-safe and returns at once."""
+    """What a backend reports. Every method is thread-safe, returns at once and queues work
+    for the dispatcher without waking it (see `BackendContext.wake`)."""
 
     def connection_opened(self) -> None: ...
     def connection_error(self, detail: str) -> None: ...
@@ -95,70 +103,39 @@ class Backend(Protocol):
     def settle(self, link: LinkHandle, token: Any, outcome: Outcome) -> None: ...
 
 
+def _no_later(delay: float, fn: Callable[[], None]) -> bool:
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class BackendContext:
-    """Everything a backend factory gets for one connection."""
+    """Everything a backend factory gets for one connection.
 
-    settings: Settings
+    The contract fills in what it owns (url, events, wake, later); the application layer that
+    chose the backend adds ``config`` (the backend's own settings section) and ``settings`` (the
+    whole configuration, for backends that compose others) before calling the factory.
+    """
+
     url: str
     events: BackendEvents
     agent_id: str
     connection_index: int
+    # Wake the agent's dispatcher for the reports queued so far (cheap when it is awake or
+    # nothing is queued). Call it after reporting, before blocking.
+    wake: Callable[[], None]
     # ``later(delay, fn)``: when called on the agent's dispatcher thread, runs *fn* there after
     # *delay* seconds and returns True; on any other thread it does nothing and returns False.
     # A backend uses it to hand work over in batches without ever leaving some behind (the
-    # AMQP backend: settlements). None: not available (act at once).
-    later: Callable[[float, Callable[[], None]], bool] | None = None
+    # AMQP backend: settlements).
+    later: Callable[[float, Callable[[], None]], bool] = _no_later
+    close_timeout: float = 5.0
+    config: Any = None
+    settings: Any = None
 
 
 BackendFactory = Callable[[BackendContext], Backend]
 
-ENTRY_POINT_GROUP = "amqp_mqtt_bridge.backends"
-
-# name -> "module:attribute"; imported only when a connection on that backend is opened.
-_BUILTIN: dict[str, str] = {
-    "memory": "bridge.backends.memory:create",
-    "mqtt": "bridge.backends.mqtt:create",
-    "amqp": "bridge.backends.amqp:create",
-    "iothub": "bridge.backends.iothub.backend:create",
-}
-_registered: dict[str, str | BackendFactory] = {}
-
-
-def register_backend(name: str, factory: str | BackendFactory) -> None:
-    """Register a backend by name: a factory, or a ``"module:attribute"`` string imported lazily."""
-    if not name or not isinstance(name, str):
-        raise ValueError("backend name must be a non-empty str")
-    _registered[name] = factory
-
-
-def backend_names() -> list[str]:
-    """Every backend name that can be selected: built-in, registered and from entry points."""
-    names = {name for name, target in _BUILTIN.items() if _module_exists(target)}
-    names.update(_registered)
-    names.update(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
-    return sorted(names)
-
-
-def load_backend(name: str) -> BackendFactory:
-    """The factory for *name*; ``ValueError`` naming the known backends if there is none."""
-    target: str | BackendFactory | None = _registered.get(name)
-    if target is None:
-        target = _BUILTIN.get(name)
-    if target is None:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name == name:
-                return ep.load()
-        raise ValueError(f"unknown backend {name!r}; known: {', '.join(backend_names())}")
-    if callable(target):
-        return target
-    module_name, _, attribute = target.partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
-
-
-def _module_exists(target: str) -> bool:
-    module_name = target.partition(":")[0]
-    try:
-        return importlib.util.find_spec(module_name) is not None
-    except (ImportError, ValueError):
-        return False
+# How the contract gets a backend for a connection: the context it filled in, plus what the
+# caller of `Amqp.open_with` passed (opaque here; the relay runs some connections on other
+# settings). The application layer (bridge.agent) provides it.
+BackendOpener = Callable[[BackendContext, Any], Backend]

@@ -6,8 +6,8 @@ import random
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from bridge.backends.mqtt.reasons import NOT_ALLOWED
-from bridge.backends.netpolicy import is_loopback_host
+from bridge.engines.mqtt.reasons import NOT_ALLOWED
+from bridge.engines.netpolicy import is_loopback_host
 
 SCHEMES: dict[str, tuple[int, bool, bool]] = {
     # scheme: (default port, TLS, WebSocket)
@@ -21,7 +21,7 @@ SCHEMES: dict[str, tuple[int, bool, bool]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
+class MQTTEndpoint:
     """A broker address from ``mqtt.url``; ``password`` never shows in ``repr``."""
 
     scheme: str
@@ -40,7 +40,7 @@ class Endpoint:
         return f"{self.scheme}://{host}:{self.port}{path}"
 
 
-def parse_broker_url(url: str) -> Endpoint:
+def parse_broker_url(url: str) -> MQTTEndpoint:
     """Parse ``mqtt://``, ``mqtts://``, ``ws://`` or ``wss://`` URLs; `ValueError` says why not."""
     try:
         parts = urlsplit(url)
@@ -59,7 +59,7 @@ def parse_broker_url(url: str) -> Endpoint:
         ws_path += "?" + parts.query
     if not websockets and parts.path not in ("", "/"):
         raise ValueError("a path is only meaningful for ws:// and wss:// URLs")
-    return Endpoint(
+    return MQTTEndpoint(
         scheme=scheme,
         host=parts.hostname,
         port=port or default_port,
@@ -74,7 +74,7 @@ def parse_broker_url(url: str) -> Endpoint:
 PLAINTEXT_OPT_IN = "mqtt.allow_plaintext_credentials"
 
 
-def plaintext_credentials_problem(endpoint: Endpoint, password: str | None, *,
+def plaintext_credentials_problem(endpoint: MQTTEndpoint, password: str | None, *,
                                   allowed: bool) -> str | None:
     """Why a connection must not be attempted, or None.
 

@@ -43,10 +43,11 @@ from typing import Any
 
 from bridge.agent import Agent
 from bridge.contract.objects import Delivery, Transfer
-from bridge.routing import target_settings
-from bridge.settings import RelayRule, Settings
+from bridge.migration.routing import target_settings
+from bridge.migration.settings import RelayRule
+from bridge.settings import Settings
 
-log = logging.getLogger("bridge.relay")
+log = logging.getLogger("bridge.migration.relay")
 
 OPEN, DOWN, CONNECTING = "open", "down", "connecting"
 
@@ -99,8 +100,8 @@ class _Side:
 
     def open(self) -> None:
         self.state = CONNECTING
-        self.connection = self.relay.agent.amqp._open(self.relay.settings.relay.url, self._event,
-                                                     self.settings)
+        self.connection = self.relay.agent.amqp.open_with(self.relay.settings.relay.url,
+                                                         self._event, self.settings)
 
     def _event(self, event: str, detail: str | None) -> None:
         if event == "CONNECTION_OPEN":

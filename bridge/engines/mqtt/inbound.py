@@ -27,10 +27,9 @@
   PUBLISH is held unacknowledged and handed to the first receiver opened on a matching filter;
   one nobody claims within ``_ORPHAN_GRACE`` seconds is acknowledged and dropped (``unrouted``),
   so a filter no longer used cannot hold the receive window forever.
-- **Retained subscriptions** (`Inbox.retain`, used by the IoT Hub backend when a receiver ends
-  because its authorisation ended): the subscription is kept without receivers and what
-  arrives meanwhile waits unacknowledged for the next receiver opened on the same filter. The
-  plain MQTT backend never retains.
+- **Hooks** for a backend that keeps a subscription after its receivers ended (the IoT Hub
+  backend's `RetainingInbox`): `_receiver_joined`, `_waiting_for_receiver`, `_refused`,
+  `_waiting_targets`, `_hold_for_next_receiver`. The plain MQTT backend uses none of them.
 """
 
 from __future__ import annotations
@@ -46,12 +45,12 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bridge.backends.base import BackendEvents, LinkHandle, Outcome
-from bridge.backends.mqtt import codec, reasons
-from bridge.backends.mqtt.mapping import topic_matches
-from bridge.backends.mqtt.outbound import Outbound, Outgoing
-from bridge.backends.mqtt.stats import Stats
+from bridge.contract.backend import BackendEvents, LinkHandle, Outcome
 from bridge.contract.message import Message
+from bridge.engines.mqtt import codec, reasons
+from bridge.engines.mqtt.outbound import Outbound, Outgoing
+from bridge.engines.mqtt.stats import Stats
+from bridge.engines.mqtt.topics import topic_matches
 
 log = logging.getLogger("bridge.backends.mqtt")
 
@@ -97,7 +96,6 @@ class Subscription:
     early: list[Token] = field(default_factory=list)  # arrived before the receiver opened
     mid: int | None = None  # SUBSCRIBE awaiting its SUBACK
     granted: bool = False  # the broker granted the last SUBSCRIBE
-    retained: bool = False  # kept without receivers: messages wait in `early` (see retain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,10 +192,7 @@ class Inbox:
         sub.receivers[link.id] = link
         self._link_sub[link.id] = sub
         self._claim_orphans(sub, link)
-        if sub.retained:
-            sub.retained = False
-            for token in sub.early:  # they waited for this receiver
-                token.link = link
+        self._receiver_joined(sub, link)
         if sub.mid is None and (sub.opened or sub.granted):
             # the filter is already granted: nothing to ask the broker
             sub.opened.add(link.id)
@@ -254,21 +249,6 @@ class Inbox:
         else:
             self._to_unsubscribe.add(sub.topic_filter)
 
-    def retain(self, link: LinkHandle) -> None:
-        """The receiver *link* ended, but its subscription is kept: messages that arrive (or
-        had not been delivered yet) wait, unacknowledged, for the next receiver opened on the
-        same filter. Only when *link* was the filter's last receiver; otherwise as `close`."""
-        sub = self._link_sub.get(link.id)
-        if sub is None:
-            return
-        if len(sub.receivers) > 1:
-            self.close(link)
-            return
-        del self._link_sub[link.id]
-        sub.receivers.pop(link.id, None)
-        sub.opened.discard(link.id)
-        sub.retained = True
-
     def _subscribe(self, sub: Subscription) -> None:
         client = self.client
         assert client is not None
@@ -302,11 +282,10 @@ class Inbox:
             for link in list(sub.receivers.values()):
                 self.close(link)
                 self.events.link_error(link, detail)
-            if sub.retained:  # nobody left to hand its waiting messages to
-                self._drop_retained(sub)
+            self._refused(sub)
             return
         sub.granted = True
-        if sub.retained:
+        if self._waiting_for_receiver(sub):
             return  # its messages keep waiting for a receiver
         for link in list(sub.receivers.values()):
             if link.id not in sub.opened:
@@ -315,15 +294,6 @@ class Inbox:
         early, sub.early = sub.early, []
         for token in early:
             self.events.delivery(token.link, token.inbound.message, token)
-
-    def _drop_retained(self, sub: Subscription) -> None:
-        self.subs.pop(sub.topic_filter, None)
-        if sub.sub_id is not None:
-            self._by_id.pop(sub.sub_id, None)
-        early, sub.early = sub.early, []
-        for token in early:
-            self.stats.discarded += 1
-            self._finish(token)
 
     # -- messages --------------------------------------------------------------------------------
     def on_message(self, msg: paho.MQTTMessage) -> None:
@@ -356,8 +326,8 @@ class Inbox:
         if msg.qos:
             self._unacked[msg.mid] = inbound
         for sub, link in targets:
-            if link is None:  # retained: the Token gets its receiver when one opens
-                sub.early.append(Token(inbound, _NO_RECEIVER))
+            if link is None:  # kept for a receiver to come: the Token gets it when one opens
+                sub.early.append(Token(inbound, NO_RECEIVER))
                 continue
             token = Token(inbound, link)
             if link.id in sub.opened:
@@ -409,8 +379,8 @@ class Inbox:
 
     def _targets(self, msg: paho.MQTTMessage, topic: str
                  ) -> list[tuple[Subscription, LinkHandle | None]]:
-        """(subscription, receiver) pairs; a retained subscription's message waits for its
-        next receiver (None)."""
+        """(subscription, receiver) pairs; on a subscription kept without receivers the message
+        waits for its next receiver (None)."""
         subs: list[Subscription] = []
         ids = getattr(msg.properties, "SubscriptionIdentifier", None) if self.options.v5 else None
         if ids:
@@ -419,8 +389,28 @@ class Inbox:
             subs = [s for s in self.subs.values() if topic_matches(s.topic_filter, topic)]
         targets: list[tuple[Subscription, LinkHandle | None]] = [
             (sub, link) for sub in subs for link in sub.receivers.values()]
-        targets += [(sub, None) for sub in subs if sub.retained]
+        targets += self._waiting_targets(subs)
         return targets
+
+    # -- hooks (a backend that keeps subscriptions without receivers overrides them) -----------
+    def _receiver_joined(self, sub: Subscription, link: LinkHandle) -> None:
+        """*link* opened on an existing subscription (before it is granted)."""
+
+    def _waiting_for_receiver(self, sub: Subscription) -> bool:
+        """Is *sub* kept without receivers (its messages wait unacknowledged)?"""
+        return False
+
+    def _refused(self, sub: Subscription) -> None:
+        """The broker refused *sub*; its receivers are closed already."""
+
+    def _waiting_targets(self, subs: list[Subscription]
+                         ) -> list[tuple[Subscription, LinkHandle | None]]:
+        """Subscriptions among *subs* whose messages wait for a receiver to come."""
+        return []
+
+    def _hold_for_next_receiver(self, token: Token) -> bool:
+        """*token*'s receiver is gone: keep it for the next one (True), or not."""
+        return False
 
     # -- settlement ------------------------------------------------------------------------------
     def settle(self, token: Any, outcome: Outcome) -> None:
@@ -435,7 +425,7 @@ class Inbox:
         else:
             self.stats.released += 1
             if token.link.id not in self._link_sub:
-                if not self._wait_retained(token):
+                if not self._hold_for_next_receiver(token):
                     self.stats.discarded += 1  # its receiver closed: nobody to give it back to
                     self._finish(token)
             elif token.deliveries >= self.options.max_delivery_count:
@@ -447,23 +437,13 @@ class Inbox:
         if token.final:
             return
         if token.link.id not in self._link_sub:
-            if not self._wait_retained(token):
+            if not self._hold_for_next_receiver(token):
                 self.stats.discarded += 1
                 self._finish(token)
             return
         token.deliveries += 1
         self.stats.redelivered += 1
         self.events.delivery(token.link, token.inbound.message, token)
-
-    def _wait_retained(self, token: Token) -> bool:
-        """A released message whose receiver is gone: wait on its retained subscription?"""
-        sub = next((s for s in self.subs.values()
-                    if s.retained and topic_matches(s.topic_filter, token.inbound.topic)), None)
-        if sub is None:
-            return False
-        token.link = _NO_RECEIVER
-        sub.early.append(token)
-        return True
 
     def _dead_letter(self, token: Token, why: str) -> None:
         topic = self.options.dead_letter_topic
@@ -519,7 +499,7 @@ class Inbox:
 
 
 class _NoReceiver:
-    """Stands in for the receiver of a message waiting on a retained subscription."""
+    """Stands in for the receiver of a message waiting for a receiver to be opened."""
 
     id = -1
     path = ""
@@ -528,7 +508,7 @@ class _NoReceiver:
     backend_state: Any = None
 
 
-_NO_RECEIVER: Any = _NoReceiver()
+NO_RECEIVER: Any = _NoReceiver()
 
 
 def _digest(payload: bytes) -> bytes:

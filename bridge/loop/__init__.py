@@ -1,0 +1,1 @@
+"""The loop primitive shared by the dispatcher and the network loops (`core.LoopCore`)."""
