@@ -47,7 +47,7 @@ from paho.mqtt.properties import Properties  # noqa: E402
 
 from bridge import Agent, Settings  # noqa: E402
 from bridge.demo import percentile as pct  # noqa: E402
-from tests.support.mosquitto import Mosquitto  # noqa: E402
+from bridge.testing.mosquitto import PrivateMosquitto as Mosquitto  # noqa: E402
 
 AMQP_URL = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
 SIZES = {"256 B": 256, "16 KiB": 16 * 1024}

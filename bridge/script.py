@@ -74,7 +74,7 @@ class ScriptRun:
     def _install_signal_handlers(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}  # signal.signal only works there; run without graceful signals
-        previous = {}
+        previous: dict[int, Any] = {}
         for signum in (signal.SIGINT, signal.SIGTERM):
             if signal.getsignal(signum) is signal.SIG_IGN:
                 continue  # e.g. started with `nohup` or in the background: stay deaf to it

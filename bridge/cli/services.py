@@ -137,14 +137,14 @@ def relay(ctx: click.Context, duration: float | None) -> None:
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, lambda *_: service.drain())
+            previous[int(signum)] = signal.signal(signum, lambda *_: service.drain())
     names = ", ".join(f"{r.source} -> {r.target}" for r in settings.relay.rules)
     click.echo(f"bridge relay: {names}", err=True)
     try:
         service.run(timeout=duration)
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     click.echo(f"bridge relay: stopped; {service.status_line()}", err=True)
     ctx.exit(EXIT_OK)
 

@@ -33,22 +33,42 @@ class Outcome(enum.Enum):
 
 
 class SessionHandle(Protocol):
-    id: int
+    """A session as a backend sees it (read-only, but for its own ``backend_state``)."""
+
     backend_state: Any
+
+    @property
+    def id(self) -> int: ...
 
 
 class LinkHandle(Protocol):
-    id: int
-    path: str
-    role: str  # "sender" or "receiver"
-    session: SessionHandle
+    """A sender or receiver as a backend sees it."""
+
     backend_state: Any
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def role(self) -> str:
+        """``"sender"`` or ``"receiver"``."""
+        ...
+    @property
+    def session(self) -> SessionHandle: ...
 
 
 class TransferHandle(Protocol):
-    id: int
-    link: LinkHandle
-    message: Message
+    """A transfer as a backend sees it."""
+
+    backend_state: Any
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def link(self) -> LinkHandle: ...
+    @property
+    def message(self) -> Message: ...
 
     @property
     def cancelled(self) -> bool:

@@ -38,6 +38,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -49,7 +50,15 @@ from bridge.settings import Settings
 
 log = logging.getLogger("bridge.migration.relay")
 
-OPEN, DOWN, CONNECTING = "open", "down", "connecting"
+class SideState(StrEnum):
+    """Where one relay connection (a side) is."""
+
+    OPEN = "open"
+    DOWN = "down"
+    CONNECTING = "connecting"
+
+
+OPEN, DOWN, CONNECTING = SideState
 
 
 @dataclass
@@ -154,7 +163,7 @@ class _Forwarder:
         self.sender: Any = None
         self.pending: deque[tuple[Delivery, float]] = deque()
         self.inflight: dict[Transfer, tuple[Delivery, float]] = {}
-        self.stats = RuleStats()
+        self.stats: RuleStats = RuleStats()
 
     # -- links ------------------------------------------------------------------------------
     def side_up(self, side: _Side) -> None:

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from enum import StrEnum
+from typing import Any, cast
 
 from bridge.backends.registry import BackendEntry, Capabilities, load_backend
 from bridge.contract.backend import (
     Backend,
     BackendContext,
+    BackendEvents,
     LinkHandle,
     Outcome,
     SessionHandle,
@@ -41,6 +43,14 @@ ENTRY = BackendEntry(
 )
 
 log = logging.getLogger("bridge.routed")
+
+
+class TargetState(StrEnum):
+    """Where one backend behind the router is."""
+
+    OPENING = "opening"
+    OPEN = "open"
+    FAILED = "failed"
 
 
 class _SessionProxy:
@@ -94,13 +104,14 @@ class _Target:
         self.router = router
         self.name = name
         self.shadow = shadow
-        self.state = "opening"  # opening | open | failed
+        self.state = TargetState.OPENING
         self.sessions: dict[int, _SessionProxy] = {}
         context = router.context
         settings = target_settings(context.settings, name, options)
         self.events = _TargetEvents(self)
         self.backend: Backend = load_backend(name)(BackendContext(
-            url=context.url, events=self.events, agent_id=context.agent_id,
+            # the target only ever reports the proxies it was given (see _TargetEvents)
+            url=context.url, events=cast(BackendEvents, self.events), agent_id=context.agent_id,
             connection_index=context.connection_index, wake=context.wake,
             later=context.later, close_timeout=context.close_timeout,
             config=settings.section(name), settings=settings))
@@ -229,20 +240,20 @@ class RoutedBackend:
 
     def _target_opened(self, target: _Target) -> None:
         with self._lock:
-            target.state = "open"
+            target.state = TargetState.OPEN
             if target.shadow:
                 self.monitor.shadow_connected(target.label())
                 self._open_shadow_sessions(target)
                 return
             if self._opened or self._failed:
                 return
-            if all(t.state == "open" for t in self._primaries()):
+            if all(t.state is TargetState.OPEN for t in self._primaries()):
                 self._opened = True
                 self.events.connection_opened()
 
     def _target_failed(self, target: _Target, detail: str) -> None:
         with self._lock:
-            target.state = "failed"
+            target.state = TargetState.FAILED
             if target.shadow:
                 # Its links are gone with it: later sends are counted as skipped instead of
                 # vanishing into a closed backend.
@@ -274,7 +285,7 @@ class RoutedBackend:
         for target in primaries:
             target.backend.open_session(target.session_proxy(session))
         for target in self._shadows():
-            if target.state == "open":
+            if target.state is TargetState.OPEN:
                 target.backend.open_session(target.session_proxy(session))
 
     def _open_shadow_sessions(self, target: _Target) -> None:
@@ -304,7 +315,7 @@ class RoutedBackend:
             self._pending_sessions.pop(session.id, None)
         for target in list(self.targets.values()):
             proxy = target.sessions.pop(session.id, None)
-            if proxy is not None and target.state == "open":
+            if proxy is not None and target.state is TargetState.OPEN:
                 target.backend.close_session(proxy)
 
     # -- links ------------------------------------------------------------------------------
@@ -349,7 +360,7 @@ class RoutedBackend:
             shadow_proxy = _LinkProxy(link, shadow.session_proxy(link.session), shadow, route)
             with self._lock:
                 self._shadow_links[link.id] = shadow_proxy
-            if shadow.state == "open" and shadow_proxy.session.open:
+            if shadow.state is TargetState.OPEN and shadow_proxy.session.open:
                 shadow.backend.open_link(shadow_proxy)
             # else opened once the shadow session is up (_open_pending_shadow_links)
 
@@ -365,11 +376,11 @@ class RoutedBackend:
 
     def close_link(self, link: LinkHandle) -> None:
         proxy: _LinkProxy = link.backend_state
-        if proxy is not None and proxy.target.state == "open":
+        if proxy is not None and proxy.target.state is TargetState.OPEN:
             proxy.target.backend.close_link(proxy)
         with self._lock:
             shadow = self._shadow_links.pop(link.id, None)
-        if shadow is not None and shadow.target.state == "open":
+        if shadow is not None and shadow.target.state is TargetState.OPEN:
             shadow.target.backend.close_link(shadow)
 
     # -- transfers --------------------------------------------------------------------------

@@ -22,19 +22,12 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from bridge.testing.hub.broker import (
-    MOSQUITTO,
-    announces_running,
-    base_config,
-    free_port,
-    terminate,
-)
+from bridge.testing.hub.broker import free_port
+from bridge.testing.mosquitto import PrivateMosquitto
 
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
@@ -80,40 +73,28 @@ def sign_certificate(directory: Path, name: str, common_name: str,
     return crt, key
 
 
-class Mosquitto:
-    """One private ``mosquitto`` process and its files under *directory*."""
+class Mosquitto(PrivateMosquitto):
+    """One private ``mosquitto`` process and its files under *directory*: the product's
+    `PrivateMosquitto` plus TLS, users, ACLs and refusals."""
 
     def __init__(self, directory: Path, *, tls: bool = False, require_certificate: bool = False,
                  users: dict[str, str] | None = None, allow_anonymous: bool = True,
                  acl: list[str] | None = None, deny: dict[str, list[str]] | None = None,
                  persistence: bool = True,
                  max_queued_messages: int = 0, extra: list[str] | None = None) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        super().__init__(directory, persistence=persistence,
+                         max_queued_messages=max_queued_messages, extra=extra)
         self.tls_port = free_port() if tls else None
         self.users = dict(users or {})
         self.allow_anonymous = allow_anonymous
         self.acl = acl
         self.deny = deny
-        self.persistence = persistence
-        self.max_queued_messages = max_queued_messages
-        self.extra = list(extra or [])
         self.require_certificate = require_certificate
         self.ca_file: Path | None = None
         if tls:
             self.ca_file, self._cert, self._key = make_tls_material(self.directory / "tls")
-        self.config_file = self.directory / "mosquitto.conf"
-        self.log: list[str] = []
-        self._process: subprocess.Popen[str] | None = None
-        self._running = threading.Event()
-        self._write_config()
 
     # -- addresses -------------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
     def client_certificate(self, name: str = "client") -> tuple[Path, Path]:
         """(certificate, key) for TLS client authentication, signed by this broker's CA."""
         return sign_certificate(self.directory / "tls", name, name)
@@ -123,67 +104,17 @@ class Mosquitto:
         assert self.tls_port is not None, "broker started without tls=True"
         return f"mqtts://localhost:{self.tls_port}"
 
-    # -- lifecycle -------------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> Mosquitto:
-        assert self._process is None, "already running"
-        self._running.clear()
-        process = subprocess.Popen([MOSQUITTO, "-c", str(self.config_file)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self._process = process
-        threading.Thread(target=self._read_log, args=(process,), daemon=True).start()
-        if not self._running.wait(timeout):
-            self.kill()
-            raise RuntimeError("private mosquitto did not start:\n" + "\n".join(self.log[-20:]))
+        super().start(timeout)
         return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM: mosquitto writes its persistence file and closes every connection."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        terminate(process, timeout)
-
-    def kill(self) -> None:
-        """SIGKILL: a crash; nothing is saved."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait(10)
-
-    def restart(self, timeout: float = 10.0) -> None:
-        self.stop(timeout)
-        self.start(timeout)
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
 
     def __enter__(self) -> Mosquitto:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-    # -- internals -------------------------------------------------------------------------------
-    def _read_log(self, process: subprocess.Popen[str]) -> None:
-        assert process.stderr is not None
-        with contextlib.suppress(ValueError, OSError):
-            for line in process.stderr:
-                self.log.append(line.rstrip())
-                if announces_running(line):
-                    self._running.set()
-
-    def _write_config(self) -> None:
-        lines = [
-            *base_config(),
-            f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
-            f"max_queued_messages {self.max_queued_messages}",
-            f"persistence {'true' if self.persistence else 'false'}",
-        ]
-        if self.persistence:
-            lines.append(f"persistence_location {self.directory}/")
-            lines.append("persistence_file mosquitto.db")
+    # -- configuration ---------------------------------------------------------------------------
+    def config_lines(self) -> list[str]:
+        lines = [*super().config_lines(),
+                 f"allow_anonymous {'true' if self.allow_anonymous else 'false'}"]
         if self.users:
             password_file = self.directory / "passwords"
             password_file.write_text("".join(password_line(u, p) + "\n"
@@ -195,14 +126,16 @@ class Mosquitto:
             lines.append(f"acl_file {acl_file}")
         if self.deny is not None:
             lines += self._dynamic_security()
-        lines.append(f"listener {self.port} 127.0.0.1")
+        return lines
+
+    def listener_lines(self) -> list[str]:
+        lines = super().listener_lines()
         if self.tls_port is not None:
             lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {self.ca_file}",
                       f"certfile {self._cert}", f"keyfile {self._key}"]
             if self.require_certificate:
                 lines.append("require_certificate true")
-        lines += self.extra
-        self.config_file.write_text("\n".join(lines) + "\n")
+        return lines
 
     def _dynamic_security(self) -> list[str]:
         """Refusals an ``acl_file`` cannot express: Mosquitto 2's acl_file grants every

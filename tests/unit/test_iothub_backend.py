@@ -144,18 +144,18 @@ def test_a_valid_put_token_names_identity_and_expiry() -> None:
 ])
 def test_bad_put_tokens_are_refused_with_a_status(message: Message, status: int,
                                                   text: str) -> None:
-    with pytest.raises(cbs.CbsError) as info:
+    with pytest.raises(cbs.CBSError) as info:
         cbs.parse_put_token(message, host=HOST)
     assert info.value.status == status and text in info.value.description
 
 
 def test_a_put_token_for_another_audience_or_expired_is_401() -> None:
     other = sas.generate_token(f"{HOST}/devices/dev10", KEY, int(time.time()) + 100)
-    with pytest.raises(cbs.CbsError, match="not for") as info:
+    with pytest.raises(cbs.CBSError, match="not for") as info:
         cbs.parse_put_token(put(other), host=HOST)
     assert other not in info.value.description
     old = sas.generate_token(DEV.audience, KEY, int(time.time()) - 1)
-    with pytest.raises(cbs.CbsError, match="expired"):
+    with pytest.raises(cbs.CBSError, match="expired"):
         cbs.parse_put_token(put(old), host=HOST)
     hub_wide = sas.generate_token(HOST, KEY, int(time.time()) + 100, key_name="device")
     assert cbs.parse_put_token(put(hub_wide), host=HOST).key_name == "device"
@@ -223,5 +223,5 @@ def test_type_hints_round_trip_types_and_body_kinds() -> None:
 
 def test_identity_of_rejects_and_decodes() -> None:
     assert cbs.identity_of(f"{HOST}%2Fdevices%2Fdev1") == DEV  # an sr value, as Node passes it
-    with pytest.raises(cbs.CbsError):
+    with pytest.raises(cbs.CBSError):
         cbs.identity_of("/devices/d")

@@ -13,8 +13,8 @@ from pydantic import SecretStr
 from bridge.backends.iothub import sas
 from bridge.backends.iothub.sas import (
     Failure,
-    SasTokenError,
-    SasVerificationError,
+    SASTokenError,
+    SASVerificationError,
     audience_covers,
     generate_token,
     legacy_device_token,
@@ -152,7 +152,7 @@ def test_field_order_does_not_matter() -> None:
     ("SharedAccessSignature sr=a&sig=YWJj&se=1", "sig is 3 bytes"),
 ])
 def test_parse_errors_name_the_problem(token: str, reason: str) -> None:
-    with pytest.raises(SasTokenError) as info:
+    with pytest.raises(SASTokenError) as info:
         parse_token(token)
     assert reason in info.value.reason
     assert GOOD_SIG not in str(info.value)
@@ -161,7 +161,7 @@ def test_parse_errors_name_the_problem(token: str, reason: str) -> None:
 
 
 def test_parse_rejects_non_str() -> None:
-    with pytest.raises(SasTokenError, match="must be a str"):
+    with pytest.raises(SASTokenError, match="must be a str"):
         parse_token(None)  # type: ignore[arg-type]
 
 
@@ -192,7 +192,7 @@ def test_verify_accepts_a_good_token() -> None:
 ])
 def test_verify_refusals(token: str, key: str, audience: str, key_name: str | None, now: int,
                          failure: Failure) -> None:
-    with pytest.raises(SasVerificationError) as info:
+    with pytest.raises(SASVerificationError) as info:
         verify_token(token, key, audience=audience, key_name=key_name, now=now)
     assert info.value.failure is failure
     assert KEY not in str(info.value)
@@ -202,7 +202,7 @@ def test_verify_refusals(token: str, key: str, audience: str, key_name: str | No
 def test_policy_token_covers_devices_below_it() -> None:
     hub_token = generate_token(HOST, KEY, EXPIRY, key_name="device")
     verify_token(hub_token, KEY, audience=DEVICE_URI, key_name="device", now=NOW)
-    with pytest.raises(SasVerificationError) as info:
+    with pytest.raises(SASVerificationError) as info:
         verify_token(hub_token, KEY, audience=DEVICE_URI, key_name="device", now=NOW,
                      allow_prefix=False)
     assert info.value.failure is Failure.AUDIENCE
@@ -211,7 +211,7 @@ def test_policy_token_covers_devices_below_it() -> None:
 def test_module_token() -> None:
     uri = f"{HOST}/devices/dev1/modules/m1"
     verify_token(generate_token(uri, KEY, EXPIRY), KEY, audience=uri, now=NOW)
-    with pytest.raises(SasVerificationError):
+    with pytest.raises(SASVerificationError):
         verify_token(generate_token(uri, KEY, EXPIRY), KEY, audience=DEVICE_URI, now=NOW)
 
 
@@ -241,7 +241,7 @@ def test_audience_covers(granted: str, required: str, covers: bool) -> None:
 
 @pytest.mark.parametrize("key", ["not base64!", "", "YWJj=x"])
 def test_bad_signing_key(key: str) -> None:
-    with pytest.raises(SasTokenError) as info:
+    with pytest.raises(SASTokenError) as info:
         generate_token(DEVICE_URI, key, EXPIRY)
     assert "signing key" in info.value.reason
     if key:
@@ -250,7 +250,7 @@ def test_bad_signing_key(key: str) -> None:
 
 @pytest.mark.parametrize("expiry", [-1, 1.5, True, "10"])
 def test_bad_expiry(expiry: object) -> None:
-    with pytest.raises(SasTokenError, match="expiry"):
+    with pytest.raises(SASTokenError, match="expiry"):
         generate_token(DEVICE_URI, KEY, expiry)  # type: ignore[arg-type]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bridge.backends.amqp.endpoint import connect_options
+from bridge.backends.amqp.endpoint import AMQPConnectOptions, connect_options
 from bridge.backends.amqp.handler import ConnectionHandler
 from bridge.backends.amqp.reactor import Deferred, Reactor
 from bridge.backends.amqp.settings import AMQPSettings
@@ -42,6 +42,7 @@ class AMQPBackend:
         self._problem: str | None = None
         self._reactor: Reactor | None = None
         self._closed = False
+        self.options: AMQPConnectOptions | None
         try:
             self.options = connect_options(context.config or AMQPSettings(), context.url,
                                            context.agent_id, context.connection_index)

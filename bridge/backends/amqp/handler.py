@@ -32,6 +32,7 @@ from proton import Condition, Delivery, Disposition, Endpoint, SSLDomain, Termin
 
 from bridge.backends.amqp import codec
 from bridge.backends.amqp.endpoint import plaintext_credentials_problem
+from bridge.backends.amqp.reactor import ProtonTimerTask
 from bridge.contract.backend import Outcome
 
 if TYPE_CHECKING:
@@ -48,16 +49,6 @@ _OUTCOMES = {Outcome.ACCEPTED: Delivery.ACCEPTED, Outcome.REJECTED: Delivery.REJ
 _CONNECTING, _OPEN, _ENDED = range(3)
 _MALFORMED_LOGGED = 10  # malformed deliveries logged one by one per connection
 CBS_NODE = "$cbs"
-
-
-class _Timer:
-    """A proton timer task that calls *fn* on the reactor thread."""
-
-    def __init__(self, fn: Any) -> None:
-        self._fn = fn
-
-    def on_timer_task(self, event: Event) -> None:
-        self._fn()
 
 
 class _SessionState:
@@ -192,7 +183,7 @@ class ConnectionHandler:
 
     def _schedule(self, delay: float, fn: Any) -> None:
         assert self.reactor is not None
-        self._timers.append(self.reactor.container.schedule(delay, _Timer(fn)))
+        self._timers.append(self.reactor.container.schedule(delay, ProtonTimerTask(fn)))
 
     def _on_connect_timeout(self) -> None:
         if self.state == _CONNECTING and not self.local_closed:
@@ -249,10 +240,10 @@ class ConnectionHandler:
         transport.close_tail()
         transport.close_head()
 
-    def _session_state(self, session: Session) -> _SessionState | None:
+    def _session_state(self, session: Session | None) -> _SessionState | None:
         return self.sessions.get(getattr(session, "bridge_id", None))  # type: ignore[arg-type]
 
-    def _link_state(self, link: Link) -> _LinkState | None:
+    def _link_state(self, link: Link | None) -> _LinkState | None:
         return self.links.get(getattr(link, "bridge_id", None))  # type: ignore[arg-type]
 
     def _finish(self) -> None:
@@ -356,7 +347,7 @@ class ConnectionHandler:
         session = session_state.session
         name = f"{self.options.container_id}-{handle.role}-{handle.id}"
         if handle.role == "sender":
-            link = session.sender(name)
+            link: Link = session.sender(name)
             terminus = link.target
         else:
             link = session.receiver(name)
@@ -513,6 +504,7 @@ class ConnectionHandler:
     def on_delivery(self, event: Event) -> None:
         link = event.link
         delivery = event.delivery
+        assert link is not None and delivery is not None  # a delivery event has both
         state = self._link_state(link)
         if state is None:
             closing = self._closing.get(getattr(link, "bridge_id", None))  # type: ignore[arg-type]
@@ -532,7 +524,7 @@ class ConnectionHandler:
             return
         if not delivery.readable or delivery.partial:
             return  # wait for the rest of a multi-frame message
-        data = link.recv(delivery.pending)
+        data = link.recv(delivery.pending) or b""
         link.advance()
         try:
             with codec.collect_problems() as problems:

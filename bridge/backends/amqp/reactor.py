@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from proton import Event
+from proton import Event, Handler
 from proton.reactor import Container
 
 from bridge.loop.core import LoopCore
@@ -29,6 +29,16 @@ from bridge.loop.core import LoopCore
 log = logging.getLogger("bridge.backends.amqp")
 
 Command = tuple[Callable[..., Any], tuple[Any, ...]]
+
+
+class ProtonTimerTask(Handler):
+    """A handler for ``container.schedule``: calls *fn* on the reactor thread when it is due."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._fn = fn
+
+    def on_timer_task(self, event: Event) -> None:
+        self._fn()
 
 
 class Deferred(enum.Enum):
@@ -102,7 +112,7 @@ class CommandQueue:
         return self.core.fileno()
 
     def on_selectable_init(self, event: Event) -> None:
-        selectable = event.context
+        selectable: Any = event.context  # a proton Selectable
         selectable.reading = True
         selectable.update()
         self._selectable = selectable
@@ -140,7 +150,8 @@ class Reactor:
         # the dispatcher, for what this thread reported (None: a reactor driven by a test)
         self._wake_reports: Callable[[], None] = wake_reports or (lambda: None)
         self.container = Container(handler)
-        self.container.selectable(self.commands)
+        # proton takes any object with fileno() and selectable handlers, as its EventInjector
+        self.container.selectable(self.commands)  # type: ignore[arg-type]
         self._on_crash = on_crash
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 

@@ -314,7 +314,7 @@ class IoTHubBackend(MQTTConnection):
             text = self.plan.token.get_secret_value()
             try:
                 parsed = sas.parse_token(text)
-            except sas.SasTokenError as exc:
+            except sas.SASTokenError as exc:
                 self._fail_connection(f"{reasons.UNAUTHORIZED}: iothub.connection_string's "
                                       f"SharedAccessSignature: {exc.reason}")
                 return
@@ -332,7 +332,7 @@ class IoTHubBackend(MQTTConnection):
             return
         try:
             put = cbs.parse_put_token(transfer.message, host=self.plan.host)
-        except cbs.CbsError as exc:
+        except cbs.CBSError as exc:
             self._reply(exc.status, exc.description)
             return
         if self.identity is not None and not _same(put.identity, self.identity):
@@ -347,7 +347,7 @@ class IoTHubBackend(MQTTConnection):
             try:
                 sas.verify_token(put.text, self.plan.key, audience=self.identity.audience,
                                  key_name=self.plan.key_name)
-            except sas.SasTokenError as exc:
+            except sas.SASTokenError as exc:
                 self._reply(cbs.UNAUTHORIZED, f"Unauthorized: {exc.reason}")
                 return
             self._reply(cbs.OK, "OK")

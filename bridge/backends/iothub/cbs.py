@@ -5,7 +5,7 @@ application properties are ``operation = "put-token"``, ``type`` = the SAS token
 (``servicebus.windows.net:sastoken``, or ``azure-devices.net:sastoken`` as the legacy
 AzureIoTHub library sent) and ``name`` = the audience ``{hub}/devices/{id}[/modules/{m}]``,
 and whose body is the token. `parse_put_token` checks all of that locally (what it can without
-the key) and raises `CbsError` with the status the reply carries; the signature is checked by
+the key) and raises `CBSError` with the status the reply carries; the signature is checked by
 IoT Hub when the token becomes the MQTT password (or locally, when the settings carry the key).
 
 A reply is a message on the ``$cbs`` receiver(s) with the application properties
@@ -43,7 +43,7 @@ _CONNACK_STATUS = {
 }
 
 
-class CbsError(Exception):
+class CBSError(Exception):
     """A put-token that is refused: *status* and *description* go into the reply."""
 
     def __init__(self, status: int, description: str) -> None:
@@ -67,23 +67,23 @@ class PutToken:
 
 
 def parse_put_token(message: Message, *, host: str, now: float | None = None) -> PutToken:
-    """Check a request message against the connection's hub *host*; `CbsError` if refused."""
+    """Check a request message against the connection's hub *host*; `CBSError` if refused."""
     props = message.properties()
     operation = props.get("operation")
     if operation != OPERATION:
-        raise CbsError(BAD_REQUEST, f"unsupported CBS operation {operation!r}: this node "
+        raise CBSError(BAD_REQUEST, f"unsupported CBS operation {operation!r}: this node "
                                     f"implements only {OPERATION!r}")
     token_type = props.get("type")
     if token_type not in TOKEN_TYPES:
-        raise CbsError(BAD_REQUEST, f"unsupported token type {token_type!r}; expected "
+        raise CBSError(BAD_REQUEST, f"unsupported token type {token_type!r}; expected "
                                     f"{sas.CBS_TOKEN_TYPE!r} (or {sas.LEGACY_CBS_TOKEN_TYPE!r})")
     name = props.get("name")
     if not isinstance(name, str) or not name:
-        raise CbsError(BAD_REQUEST, "the request has no 'name' (the audience "
+        raise CBSError(BAD_REQUEST, "the request has no 'name' (the audience "
                                     "{hub}/devices/{deviceId}[/modules/{moduleId}])")
     identity = identity_of(name)
     if identity.host.lower() != host.lower():
-        raise CbsError(UNAUTHORIZED, f"the audience {name!r} names hub {identity.host!r}; this "
+        raise CBSError(UNAUTHORIZED, f"the audience {name!r} names hub {identity.host!r}; this "
                                      f"connection is to {host!r}")
     body = message.body()
     if isinstance(body, bytes | bytearray):
@@ -92,23 +92,23 @@ def parse_put_token(message: Message, *, host: str, now: float | None = None) ->
         except UnicodeDecodeError:
             body = None
     if not isinstance(body, str):
-        raise CbsError(BAD_REQUEST, "the request body must be the SAS token as a string")
+        raise CBSError(BAD_REQUEST, "the request body must be the SAS token as a string")
     try:
         parsed = sas.parse_token(body)
-    except sas.SasTokenError as exc:
-        raise CbsError(UNAUTHORIZED, f"Unauthorized: {exc.reason}") from None
+    except sas.SASTokenError as exc:
+        raise CBSError(UNAUTHORIZED, f"Unauthorized: {exc.reason}") from None
     if not sas.audience_covers(parsed.audience, identity.audience):
-        raise CbsError(UNAUTHORIZED, f"Unauthorized: the token is for {parsed.audience!r}, "
+        raise CBSError(UNAUTHORIZED, f"Unauthorized: the token is for {parsed.audience!r}, "
                                      f"not for {identity.audience!r}")
     current = time.time() if now is None else now
     if parsed.expired(current):
-        raise CbsError(UNAUTHORIZED, f"Unauthorized: the token expired at "
+        raise CBSError(UNAUTHORIZED, f"Unauthorized: the token expired at "
                                      f"{iso_time(parsed.expiry)}")
     return PutToken(identity, SecretStr(body.strip()), parsed.expiry, parsed.key_name)
 
 
 def identity_of(name: str) -> Identity:
-    """The identity a put-token ``name`` (audience) names; `CbsError` 400 if it names none."""
+    """The identity a put-token ``name`` (audience) names; `CBSError` 400 if it names none."""
     text = name.strip()
     if "/" not in text and "%2f" in text.lower():
         text = unquote(text)  # the token's sr value, as the Node SDK passes it
@@ -118,7 +118,7 @@ def identity_of(name: str) -> Identity:
     expected = "the audience must be {hub}/devices/{deviceId}[/modules/{moduleId}]"
     if len(parts) not in (3, 5) or parts[1] != "devices" or (len(parts) == 5
                                                              and parts[3] != "modules"):
-        raise CbsError(BAD_REQUEST, f"name {name!r}: {expected}")
+        raise CBSError(BAD_REQUEST, f"name {name!r}: {expected}")
     host, device_id = parts[0], unquote(parts[2])
     module_id = unquote(parts[4]) if len(parts) == 5 else None
     for kind, value in (("device id", device_id), ("module id", module_id)):
@@ -126,9 +126,9 @@ def identity_of(name: str) -> Identity:
             continue
         why = validate_topic_id(kind, value)
         if why is not None:
-            raise CbsError(BAD_REQUEST, f"name {name!r}: {why}")
+            raise CBSError(BAD_REQUEST, f"name {name!r}: {why}")
     if not host:
-        raise CbsError(BAD_REQUEST, f"name {name!r}: {expected}")
+        raise CBSError(BAD_REQUEST, f"name {name!r}: {expected}")
     return Identity(host, device_id, module_id)
 
 

@@ -69,7 +69,7 @@ def encode_d2c(message: Message, identity: Identity, *, type_hints: bool = False
     return D2CPublish(topic, payload, size)
 
 
-def decode_c2d(topic: str, payload: bytes, identity: Identity | None, *,
+def decode_c2d(topic: str, payload: bytes | bytearray, identity: Identity | None, *,
                type_hints: bool = False) -> Message:
     """The message for a C2D / module-input PUBLISH. Never raises: a topic that cannot be read
     gives the payload with no properties."""

@@ -304,7 +304,7 @@ def _build(values: dict[str, str], allow_service: bool,
     if token is not None:
         try:
             sas.parse_token(token)
-        except sas.SasTokenError as exc:
+        except sas.SASTokenError as exc:
             problems.append(f"{SHARED_ACCESS_SIGNATURE}: {exc.reason}")
 
     if device_id is None and host is not None:

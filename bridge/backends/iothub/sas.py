@@ -19,7 +19,7 @@ any order. The legacy Electric Imp AzureIoTHub library (v2.x, AMQP) built the sa
 slashes); `legacy_device_token` reproduces it and `verify_token` accepts both, because it signs
 the raw ``sr`` text.
 
-Errors are `SasTokenError` (a ``ValueError``) whose ``reason`` names what is wrong; a signature
+Errors are `SASTokenError` (a ``ValueError``) whose ``reason`` names what is wrong; a signature
 or key is never part of any message or ``repr``.
 """
 
@@ -53,7 +53,7 @@ OPTIONAL_FIELDS = ("skn",)
 _HMAC_SHA256_LEN = 32
 
 
-class SasTokenError(BridgeError, ValueError):
+class SASTokenError(BridgeError, ValueError):
     """A token (or a signing key) is unusable; ``reason`` says why without echoing secrets."""
 
     def __init__(self, reason: str) -> None:
@@ -70,7 +70,7 @@ class Failure(StrEnum):
     KEY_NAME = "key-name"
 
 
-class SasVerificationError(SasTokenError):
+class SASVerificationError(SASTokenError):
     """A well-formed token failed verification; ``failure`` classifies it."""
 
     def __init__(self, failure: Failure, reason: str) -> None:
@@ -79,7 +79,7 @@ class SasVerificationError(SasTokenError):
 
 
 @dataclass(frozen=True, slots=True)
-class SasToken:
+class SASToken:
     """The fields of a parsed token. ``resource`` and ``expiry_text`` are verbatim (still
     URL-encoded) because the signature covers them as sent; ``signature`` is decoded base64."""
 
@@ -138,7 +138,7 @@ def generate_token(uri: str, key: str | SecretStr, expiry: int, *,
     Byte-for-byte what azure-iot-device 2.14's ``RenewableSasToken`` produces.
     """
     if isinstance(expiry, bool) or not isinstance(expiry, int) or expiry < 0:
-        raise SasTokenError("expiry must be a non-negative int (Unix seconds)")
+        raise SASTokenError("expiry must be a non-negative int (Unix seconds)")
     resource = encode(uri)
     return format_token(resource, sign(f"{resource}\n{expiry}", key), expiry, key_name)
 
@@ -164,44 +164,44 @@ def legacy_device_token(host: str, device_id: str, key: str | SecretStr, expiry:
     return format_token(resource, sign(f"{resource}\n{expiry}", key), expiry)
 
 
-def parse_token(text: str) -> SasToken:
+def parse_token(text: str) -> SASToken:
     """Split a token into its fields, checking that each one is present and well formed."""
     if not isinstance(text, str):
-        raise SasTokenError(f"must be a str, got {type(text).__name__}")
+        raise SASTokenError(f"must be a str, got {type(text).__name__}")
     body = text.strip()
     if not body.startswith(TOKEN_PREFIX):
-        raise SasTokenError(f"must start with {TOKEN_PREFIX.strip()!r} and one space")
+        raise SASTokenError(f"must start with {TOKEN_PREFIX.strip()!r} and one space")
     body = body[len(TOKEN_PREFIX):]
     if not body or body[0].isspace() or any(ch.isspace() for ch in body):
-        raise SasTokenError("white space inside the field list")
+        raise SASTokenError("white space inside the field list")
     fields: dict[str, str] = {}
     for position, part in enumerate(body.split("&"), start=1):
         name, sep, value = part.partition("=")
         if not sep:
-            raise SasTokenError(f"field {position} is not name=value")
+            raise SASTokenError(f"field {position} is not name=value")
         if name not in REQUIRED_FIELDS and name not in OPTIONAL_FIELDS:
             shown = name if len(name) <= 20 else name[:17] + "..."
-            raise SasTokenError(f"unknown field {shown!r}; allowed: sr, sig, se, skn")
+            raise SASTokenError(f"unknown field {shown!r}; allowed: sr, sig, se, skn")
         if name in fields:
-            raise SasTokenError(f"field {name!r} appears more than once")
+            raise SASTokenError(f"field {name!r} appears more than once")
         if value == "":
-            raise SasTokenError(f"field {name!r} is empty")
+            raise SASTokenError(f"field {name!r} is empty")
         fields[name] = value
     missing = [name for name in REQUIRED_FIELDS if name not in fields]
     if missing:
-        raise SasTokenError(f"missing field(s): {', '.join(missing)}")
+        raise SASTokenError(f"missing field(s): {', '.join(missing)}")
     expiry_text = fields["se"]
     if not (expiry_text.isascii() and expiry_text.isdigit()):
-        raise SasTokenError("se must be integer seconds since the Unix epoch")
+        raise SASTokenError("se must be integer seconds since the Unix epoch")
     signature = unquote(fields["sig"])
     try:
         raw = base64.b64decode(signature, validate=True)
     except (binascii.Error, ValueError):
-        raise SasTokenError("sig is not base64 (after URL-decoding)") from None
+        raise SASTokenError("sig is not base64 (after URL-decoding)") from None
     if len(raw) != _HMAC_SHA256_LEN:
-        raise SasTokenError(f"sig is {len(raw)} bytes; an HMAC-SHA256 has 32")
+        raise SASTokenError(f"sig is {len(raw)} bytes; an HMAC-SHA256 has 32")
     skn = fields.get("skn")
-    return SasToken(resource=fields["sr"], signature=SecretStr(signature),
+    return SASToken(resource=fields["sr"], signature=SecretStr(signature),
                     expiry=int(expiry_text), expiry_text=expiry_text,
                     key_name=unquote(skn) if skn is not None else None)
 
@@ -220,10 +220,10 @@ def audience_covers(granted: str, required: str) -> bool:
     return required_parts[: len(granted_parts)] == granted_parts
 
 
-def verify_token(token: str | SasToken, key: str | SecretStr, *, audience: str,
+def verify_token(token: str | SASToken, key: str | SecretStr, *, audience: str,
                  key_name: str | None = None, now: float | None = None,
-                 allow_prefix: bool = True) -> SasToken:
-    """Check *token* against *key* and return its fields, or raise `SasVerificationError`.
+                 allow_prefix: bool = True) -> SASToken:
+    """Check *token* against *key* and return its fields, or raise `SASVerificationError`.
 
     - the signature must be the HMAC of the token's own ``sr`` and ``se`` text under *key*
       (compared in constant time);
@@ -232,27 +232,27 @@ def verify_token(token: str | SasToken, key: str | SecretStr, *, audience: str,
       as); ``allow_prefix=False`` demands equality instead of a segment prefix;
     - ``se`` must be later than *now* (default: the current time).
 
-    A malformed token raises plain `SasTokenError`.
+    A malformed token raises plain `SASTokenError`.
     """
     parsed = parse_token(token) if isinstance(token, str) else token
     expected = hmac.new(_decode_key(key), f"{parsed.resource}\n{parsed.expiry_text}".encode(),
                         hashlib.sha256).digest()
     given = base64.b64decode(parsed.signature.get_secret_value())
     if not hmac.compare_digest(expected, given):
-        raise SasVerificationError(Failure.SIGNATURE,
+        raise SASVerificationError(Failure.SIGNATURE,
                                    "signature does not match the key (or sr/se were altered)")
     if parsed.key_name != key_name:
         want = f"skn={key_name!r}" if key_name is not None else "no skn (device key)"
-        raise SasVerificationError(Failure.KEY_NAME, f"key name mismatch: expected {want}")
+        raise SASVerificationError(Failure.KEY_NAME, f"key name mismatch: expected {want}")
     granted = parsed.audience
     ok = (audience_covers(granted, audience) if allow_prefix
           else _audience_parts(granted) == _audience_parts(audience))
     if not ok:
-        raise SasVerificationError(Failure.AUDIENCE,
+        raise SASVerificationError(Failure.AUDIENCE,
                                    f"token is for {granted!r}, not for {audience!r}")
     current = time.time() if now is None else now
     if parsed.expired(current):
-        raise SasVerificationError(Failure.EXPIRED,
+        raise SASVerificationError(Failure.EXPIRED,
                                    f"token expired at {parsed.expiry} (now {int(current)})")
     return parsed
 
@@ -272,11 +272,11 @@ def _audience_parts(uri: str) -> tuple[str, ...]:
 def _decode_key(key: str | SecretStr) -> bytes:
     text = key.get_secret_value() if isinstance(key, SecretStr) else key
     if not isinstance(text, str):
-        raise SasTokenError("the signing key must be base64 text")
+        raise SASTokenError("the signing key must be base64 text")
     try:
         decoded = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise SasTokenError("the signing key is not valid base64") from None
+        raise SASTokenError("the signing key is not valid base64") from None
     if not decoded:
-        raise SasTokenError("the signing key is empty")
+        raise SASTokenError("the signing key is empty")
     return decoded

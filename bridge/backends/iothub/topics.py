@@ -479,9 +479,9 @@ def _convert(text: str, type_name: str) -> PropertyValue:
             ok = str(number) == text and INT64_MIN <= number <= INT64_MAX
             return number if ok else text
         if type_name == "float":
-            number = float(text)
+            real = float(text)
             # float() also takes "1_0" and " 1"; only accept what property_text writes.
-            return number if repr(number) == text or math.isnan(number) else text
+            return real if repr(real) == text or math.isnan(real) else text
         if type_name == "bool" and text in ("true", "false"):
             return text == "true"
     except ValueError:

@@ -18,7 +18,7 @@ from bridge.contract.backend import (
     SessionHandle,
     TransferHandle,
 )
-from bridge.contract.message import Message
+from bridge.contract.message import Message, PropertyValue
 
 CBS_NODE = "$cbs"
 
@@ -101,6 +101,7 @@ class MemoryBackend:
         """Emulate the CBS node: every put-token is authorised."""
         self.events.transfer_settled(transfer)
         request = transfer.message.properties()
+        reply: dict[str, PropertyValue]
         if request.get("operation") != "put-token":
             reply = {"status-code": 400, "status-description": "unsupported CBS operation"}
         else:

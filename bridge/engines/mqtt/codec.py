@@ -155,7 +155,7 @@ def dumps(value: Any) -> bytes:
                       allow_nan=False).encode("ascii")
 
 
-def loads(payload: bytes) -> Any:
+def loads(payload: bytes | bytearray) -> Any:
     return from_json(json.loads(payload))
 
 
@@ -186,7 +186,7 @@ def body_payload(message: Message) -> tuple[str, bytes]:
     return KIND_JSON, dumps(body)
 
 
-def body_from(kind: str, payload: bytes) -> tuple[Any, BodyKind]:
+def body_from(kind: str, payload: bytes | bytearray) -> tuple[Any, BodyKind]:
     """The body for a kind marker; never raises (bad input gives the imp warning string)."""
     if kind == KIND_DATA:
         return bytes(payload), BodyKind.DATA
@@ -276,7 +276,7 @@ def _types_table(types: tuple[tuple[str, str], ...]) -> str:
     return json.dumps(dict(types), ensure_ascii=True, separators=(",", ":"))
 
 
-def decode_v5(payload: bytes, user_properties: Iterable[tuple[str, str]] | None,
+def decode_v5(payload: bytes | bytearray, user_properties: Iterable[tuple[str, str]] | None,
               payload_format: int | None = None) -> Message:
     """The message a bridge encoded, or a plain client's message as data (see module doc)."""
     pairs = list(user_properties or ())
@@ -285,6 +285,7 @@ def decode_v5(payload: bytes, user_properties: Iterable[tuple[str, str]] | None,
     kind = reserved.get(BODY_KEY)
     if kind is None and TYPES_KEY in reserved:
         kind = KIND_DATA  # a bridge's data body with typed properties
+    body: Any
     if kind is None:
         if payload_format == 1:
             try:
@@ -348,7 +349,7 @@ def encode_raw(message: Message) -> bytes:
     return body_payload(message)[1]
 
 
-def decode_v311(payload: bytes) -> Message:
+def decode_v311(payload: bytes | bytearray) -> Message:
     """An envelope back into the message; anything else is a plain client's data body."""
     if payload.startswith(_ENVELOPE_START):
         try:

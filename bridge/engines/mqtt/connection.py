@@ -20,7 +20,7 @@ from bridge.engines.mqtt.callbacks import PahoCallbacks
 from bridge.engines.mqtt.inbound import InboundOptions, Inbox
 from bridge.engines.mqtt.outbound import Outbound
 from bridge.engines.mqtt.stats import Stats
-from bridge.engines.mqtt.transport import Driver, DriverOptions
+from bridge.engines.mqtt.transport import BrokerLimits, Driver, DriverOptions
 
 _live: weakref.WeakSet[MQTTConnection] = weakref.WeakSet()
 
@@ -54,6 +54,15 @@ class MQTTConnection(PahoCallbacks):
                                       lambda: self.driver.epoch)
 
     # -- what a subclass provides ----------------------------------------------------------------
+    def on_up(self, session_present: bool, limits: BrokerLimits) -> None:
+        raise NotImplementedError
+
+    def on_down(self, detail: str) -> None:
+        raise NotImplementedError
+
+    def on_failed(self, detail: str) -> None:
+        raise NotImplementedError
+
     def _make_client(self) -> paho.Client:
         """The paho client (runs on the driver thread: a bad TLS file is a connection error)."""
         raise NotImplementedError

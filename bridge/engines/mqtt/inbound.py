@@ -71,7 +71,7 @@ class Inbound:
     qos: int
     epoch: int
     topic: str
-    payload: bytes
+    payload: bytes | bytearray  # as paho read it
     user_properties: list[tuple[str, str]]
     message: Message
     pending: int = 0  # tokens not yet finally settled
@@ -511,5 +511,5 @@ class _NoReceiver:
 NO_RECEIVER: Any = _NoReceiver()
 
 
-def _digest(payload: bytes) -> bytes:
+def _digest(payload: bytes | bytearray) -> bytes:
     return hashlib.blake2b(payload, digest_size=16).digest()

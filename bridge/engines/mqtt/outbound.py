@@ -36,7 +36,7 @@ class Outgoing:
     """One publish: a user transfer, or an internal one (dead letter) with ``on_done``."""
 
     topic: str
-    payload: bytes
+    payload: bytes | bytearray
     properties: Any  # paho Properties (MQTT 5) or None
     qos: int
     transfer: TransferHandle | None = None

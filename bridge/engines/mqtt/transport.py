@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 import paho.mqtt.client as paho
@@ -33,7 +34,17 @@ from bridge.loop.core import LoopCore, Timer
 
 log = logging.getLogger("bridge.backends.mqtt")
 
-IDLE, CONNECTING, UP, DOWN, DONE = "idle", "connecting", "up", "down", "done"
+class DriverState(StrEnum):
+    """Where one MQTT connection is."""
+
+    IDLE = "idle"  # not connected, not trying (before the first attempt, or parked)
+    CONNECTING = "connecting"  # waiting for CONNACK
+    UP = "up"
+    DOWN = "down"  # lost, waiting to reconnect
+    DONE = "done"  # ended: no more attempts
+
+
+IDLE, CONNECTING, UP, DOWN, DONE = DriverState
 _READ_BURST = 64  # packets read per wake-up before timers and commands get a turn
 _SHUTDOWN_GRACE = 2.0  # seconds to flush pending acks and the DISCONNECT on close
 
@@ -398,6 +409,8 @@ class Driver:
                 if remaining <= 0:
                     break
                 sock = client.socket()
+                if sock is None:
+                    break
                 _, writable, _ = select.select([], [sock], [], remaining)
                 if writable:
                     client.loop_write()

@@ -11,16 +11,25 @@ from bridge.testing.hub.api import Hub, HubDevice
 from bridge.testing.hub.registry import (
     AuthAttempt,
     C2DMessage,
+    C2DOutcome,
     C2DState,
     D2CMessage,
     Device,
-    Outcome,
     QueueFullError,
     Settlement,
     Surface,
 )
 
 __all__ = [
-    "AuthAttempt", "C2DMessage", "C2DState", "D2CMessage", "Device", "Hub", "HubDevice",
-    "Outcome", "QueueFullError", "Settlement", "Surface",
+    "AuthAttempt",
+    "C2DMessage",
+    "C2DOutcome",
+    "C2DState",
+    "D2CMessage",
+    "Device",
+    "Hub",
+    "HubDevice",
+    "QueueFullError",
+    "Settlement",
+    "Surface",
 ]

@@ -31,16 +31,17 @@ def c2d_message(message: C2DMessage) -> Message:
     ``message-id``, ``correlation-id``, ``to``, content type/encoding, ``iothub-ack`` as an
     application property, header ``delivery-count``."""
     body: Any = message.body
+    properties: dict[str, Any] = dict(message.properties)
+    if message.ack is not None:
+        properties["iothub-ack"] = message.ack
     amqp = Message(body=body, inferred=isinstance(body, bytes), id=message.message_id,
                    correlation_id=message.correlation_id,
                    address=f"/devices/{message.device_id}/messages/devicebound",
-                   properties=dict(message.properties))
+                   properties=properties)
     if message.content_type:
         amqp.content_type = symbol(message.content_type)
     if message.content_encoding:
         amqp.content_encoding = symbol(message.content_encoding)
-    if message.ack is not None:
-        amqp.properties["iothub-ack"] = message.ack
     amqp.delivery_count = message.delivery_count
     return amqp
 
@@ -66,7 +67,8 @@ def d2c_system(message: Message) -> dict[str, Any]:
         else "amqp-value",
     }
     if message.annotations:
-        fields["message-annotations"] = {str(k): v for k, v in message.annotations.items()}
+        fields["message-annotations"] = {str(k): v  # type: ignore[assignment]
+                                         for k, v in message.annotations.items()}
     return {key: value for key, value in fields.items() if value is not None}
 
 

@@ -33,6 +33,7 @@ import ssl
 import struct
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from proton import UNDESCRIBED, Array, Data, Described, symbol, ubyte, ulong
 
@@ -83,14 +84,14 @@ class SaslRefused(Exception):
     pass
 
 
-def sasl_frame(descriptor: int, fields: list[object]) -> bytes:
+def sasl_frame(descriptor: int, fields: list[Any]) -> bytes:
     data = Data()
     data.put_object(Described(ulong(descriptor), fields))
     body = bytes(data.encode())
     return struct.pack("!IBBH", 8 + len(body), 2, 1, 0) + body
 
 
-async def read_sasl_frame(reader: asyncio.StreamReader) -> tuple[int, list[object]]:
+async def read_sasl_frame(reader: asyncio.StreamReader) -> tuple[int, list[Any]]:
     """(descriptor code, fields) of the next SASL frame."""
     header = await reader.readexactly(8)
     size, doff, frame_type, _ = struct.unpack("!IBBH", header)
@@ -107,11 +108,11 @@ async def read_sasl_frame(reader: asyncio.StreamReader) -> tuple[int, list[objec
         raise SaslRefused("SASL frame body is not a described list")
     # proton hands binaries out as memoryviews into the Data object's buffer: copy them
     # before `data` is freed.
-    return int(value.descriptor), [bytes(f) if isinstance(f, memoryview) else f
+    return int(value.descriptor), [bytes(f) if isinstance(f, memoryview) else f  # type: ignore[arg-type]
                                    for f in value.value]
 
 
-class AmqpFront:
+class AMQPFront:
     """Listener on 127.0.0.1 (TLS unless *context* is None) in front of proton's port."""
 
     def __init__(self, registry: Registry, context: ssl.SSLContext | None, proton_port: int,
@@ -155,7 +156,7 @@ class AmqpFront:
             audience = f"{host}/devices"
             try:
                 token_skn = sas.parse_token(password).key_name
-            except sas.SasTokenError as exc:
+            except sas.SASTokenError as exc:
                 self.registry.record_auth(Surface.AMQP, None, False, "malformed", exc.reason)
                 raise SaslRefused(f"SAS token refused: {exc.reason}") from None
             if token_skn != name:
@@ -173,7 +174,7 @@ class AmqpFront:
     async def _sasl(self, reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter) -> PeerIdentity:
         writer.write(SASL_HEADER + sasl_frame(_SASL_MECHANISMS, [
-            Array(UNDESCRIBED, Data.SYMBOL, *(symbol(m) for m in MECHANISMS))]))
+            Array(UNDESCRIBED, Data.SYMBOL, *(symbol(m) for m in MECHANISMS))]))  # type: ignore[arg-type]
         await writer.drain()
         code, fields = await read_sasl_frame(reader)
         if code != _SASL_INIT or not fields:

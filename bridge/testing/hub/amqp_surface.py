@@ -39,14 +39,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from proton import Condition, Delivery, Endpoint, Event, Link, Message, int32
+from proton import Condition, Delivery, Endpoint, Event, Message, int32
 from proton.handlers import MessagingHandler
 from proton.reactor import ApplicationEvent, Container, EventInjector
 
+from bridge.backends.amqp.reactor import ProtonTimerTask
 from bridge.backends.iothub import sas
 from bridge.testing.hub.amqp_codec import c2d_message, d2c_body, d2c_system, parse_address
 from bridge.testing.hub.amqp_front import Identities, PeerIdentity
-from bridge.testing.hub.registry import AuthError, Grant, Outcome, Registry, Surface
+from bridge.testing.hub.registry import AuthError, C2DOutcome, Grant, Registry, Surface
 
 log = logging.getLogger("bridge.testing.hub.amqp")
 
@@ -63,14 +64,6 @@ class ConnState:
     cbs_senders: list[Any] = field(default_factory=list)
     cbs_pending: list[Message] = field(default_factory=list)
     device_links: list[Any] = field(default_factory=list)
-
-
-class _Timer:
-    def __init__(self, callback: Callable[[], None]) -> None:
-        self.callback = callback
-
-    def on_timer_task(self, event: Event) -> None:
-        self.callback()
 
 
 class _Injector(EventInjector):
@@ -95,12 +88,12 @@ class _Injector(EventInjector):
                         os.close(fd)
 
 
-def _guarded(method: Callable[[AmqpSurface, Event], None]) -> Callable[[AmqpSurface, Event], None]:
+def _guarded(method: Callable[[AMQPSurface, Event], None]) -> Callable[[AMQPSurface, Event], None]:
     """Log (and count) an exception in a handler instead of letting it end the container:
     one bad frame must not take the whole surface down."""
 
     @functools.wraps(method)
-    def wrapper(self: AmqpSurface, event: Event) -> None:
+    def wrapper(self: AMQPSurface, event: Event) -> None:
         try:
             method(self, event)
         except Exception:
@@ -110,7 +103,7 @@ def _guarded(method: Callable[[AmqpSurface, Event], None]) -> Callable[[AmqpSurf
     return wrapper
 
 
-class AmqpSurface(MessagingHandler):
+class AMQPSurface(MessagingHandler):
     """The proton server. Every method except `start`, `stop` and `c2d_available` runs on the
     container thread."""
 
@@ -290,7 +283,7 @@ class AmqpSurface(MessagingHandler):
             self._c2d_links[device].remove(link)
         unsettled: dict[Any, str] = getattr(link, "hub_unsettled", {})
         for message_id in unsettled.values():
-            self.registry.settle_c2d(message_id, Outcome.LOCK_LOST, Surface.AMQP)
+            self.registry.settle_c2d(message_id, C2DOutcome.LOCK_LOST, Surface.AMQP)
         unsettled.clear()
 
     @_guarded
@@ -320,7 +313,7 @@ class AmqpSurface(MessagingHandler):
                 self._timers.remove(task)
             self._check_expiry(conn)
 
-        task = self.container.schedule(delay + 0.01, _Timer(fire))
+        task = self.container.schedule(delay + 0.01, ProtonTimerTask(fire))
         self._timers.append(task)
 
     def _check_expiry(self, conn: Any) -> None:
@@ -372,7 +365,7 @@ class AmqpSurface(MessagingHandler):
             delivery.settle()
 
     def _put_token(self, conn: Any, request: Message) -> None:
-        props = request.properties or {}
+        props: dict[str, Any] = request.properties or {}
         operation, token_type, name = props.get("operation"), props.get("type"), props.get("name")
         token = request.body
         status, description = 200, "OK"
@@ -426,28 +419,28 @@ class AmqpSurface(MessagingHandler):
 
     @_guarded
     def on_accepted(self, event: Event) -> None:
-        self._outcome(event, Outcome.ACCEPTED)
+        self._outcome(event, C2DOutcome.ACCEPTED)
 
     @_guarded
     def on_rejected(self, event: Event) -> None:
-        self._outcome(event, Outcome.REJECTED)
+        self._outcome(event, C2DOutcome.REJECTED)
 
     @_guarded
     def on_released(self, event: Event) -> None:
         delivery = event.delivery
         if delivery.remote_state == Delivery.MODIFIED:
-            self._outcome(event, Outcome.MODIFIED, undeliverable=delivery.remote.undeliverable)
+            self._outcome(event, C2DOutcome.MODIFIED, undeliverable=delivery.remote.undeliverable)
         else:
-            self._outcome(event, Outcome.RELEASED)
+            self._outcome(event, C2DOutcome.RELEASED)
 
     @_guarded
     def on_settled(self, event: Event) -> None:
         # Settled by the device without an outcome: IoT Hub would keep the lock until it
         # times out; the stand-in re-enqueues at once.
-        self._outcome(event, Outcome.LOCK_LOST)
+        self._outcome(event, C2DOutcome.LOCK_LOST)
 
-    def _outcome(self, event: Event, outcome: Outcome, undeliverable: bool = False) -> None:
-        link: Link = event.link
+    def _outcome(self, event: Event, outcome: C2DOutcome, undeliverable: bool = False) -> None:
+        link = event.link
         if getattr(link, "hub_kind", None) != "c2d":
             return
         message_id = link.hub_unsettled.pop(event.delivery, None)

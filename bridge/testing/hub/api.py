@@ -27,12 +27,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from bridge.testing.hub.amqp_front import AmqpFront, Identities
-from bridge.testing.hub.amqp_surface import AmqpSurface
+from bridge.testing.hub.amqp_front import AMQPFront, Identities
+from bridge.testing.hub.amqp_surface import AMQPSurface
 from bridge.testing.hub.broker import free_port
 from bridge.testing.hub.loop import FrontLoop
-from bridge.testing.hub.mqtt_front import MqttFront
-from bridge.testing.hub.mqtt_surface import MqttSurface
+from bridge.testing.hub.mqtt_front import MQTTFront
+from bridge.testing.hub.mqtt_surface import MQTTSurface
 from bridge.testing.hub.registry import (
     DEFAULT_MAX_DELIVERY_COUNT,
     DEFAULT_MAX_QUEUE,
@@ -43,7 +43,7 @@ from bridge.testing.hub.registry import (
     Device,
     Registry,
 )
-from bridge.testing.hub.tls import TlsFiles, make_tls_material
+from bridge.testing.hub.tls import TLSFiles, make_tls_material
 
 log = logging.getLogger("bridge.testing.hub")
 
@@ -123,12 +123,12 @@ class Hub:
         self._directory = directory
         self._own_directory = directory is None
         self.directory: Path | None = None
-        self.tls: TlsFiles | None = None
+        self.tls: TLSFiles | None = None
         self._loop: FrontLoop | None = None
-        self._amqp: AmqpSurface | None = None
-        self._amqp_front: AmqpFront | None = None
-        self._mqtt: MqttSurface | None = None
-        self._mqtt_front: MqttFront | None = None
+        self._amqp: AMQPSurface | None = None
+        self._amqp_front: AMQPFront | None = None
+        self._mqtt: MQTTSurface | None = None
+        self._mqtt_front: MQTTFront | None = None
         self._started = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -152,17 +152,17 @@ class Hub:
         self.directory = self._directory or Path(tempfile.mkdtemp(prefix="iothub-standin-"))
         self.tls = make_tls_material(self.directory / "tls", [self.host_name])
         context = self.tls.server_context()
-        self._mqtt = MqttSurface(self.registry, self.directory / "mosquitto")
+        self._mqtt = MQTTSurface(self.registry, self.directory / "mosquitto")
         self._mqtt.start_broker()
         self._mqtt.start_client()
         identities = Identities()
-        self._amqp = AmqpSurface(self.registry, identities)
+        self._amqp = AMQPSurface(self.registry, identities)
         self._amqp.start(free_port())
         self._loop = FrontLoop()
         self._loop.start()
-        self._amqp_front = AmqpFront(self.registry, context if self.amqp_tls else None,
+        self._amqp_front = AMQPFront(self.registry, context if self.amqp_tls else None,
                                      self._amqp.port, identities)
-        self._mqtt_front = MqttFront(self.registry, context, self._mqtt.broker.port, self._mqtt)
+        self._mqtt_front = MQTTFront(self.registry, context, self._mqtt.broker.port, self._mqtt)
         self._amqp_front.writers = self._mqtt_front.writers = self._loop.writers
         for front, port in ((self._amqp_front, self._requested[0]),
                             (self._mqtt_front, self._requested[1])):
@@ -284,7 +284,9 @@ class Hub:
             message = self.registry.c2d_message(message_id)
             return message if message is not None and message.state in wanted else None
 
-        return self.registry.wait_for(reached, timeout)
+        found = self.registry.wait_for(reached, timeout)
+        assert found is not None  # wait_for returns a truthy value or raises
+        return found
 
     # -- observation ---------------------------------------------------------------------------
     def counters(self) -> dict[str, int]:

@@ -25,7 +25,7 @@ class C2DState(StrEnum):
     DEAD_LETTERED = "dead-lettered"
 
 
-class Outcome(StrEnum):
+class C2DOutcome(StrEnum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
     RELEASED = "released"
@@ -118,7 +118,7 @@ class D2CMessage:
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
-    outcome: Outcome
+    outcome: C2DOutcome
     surface: Surface
     at: float
     delivery_count: int  # after this settlement

@@ -52,7 +52,7 @@ _DISCONNECT_NOT_AUTHORIZED = bytes([0xE0, 0x02, 0x87, 0x00])  # MQTT 5 server DI
 
 
 @dataclass(eq=False)
-class MqttSession:
+class MQTTSession:
     """One accepted device connection (identity compared, not value)."""
 
     device_id: str
@@ -77,14 +77,14 @@ class MqttSession:
 class FrontEvents(Protocol):
     """What the front reports to the MQTT surface (called on the front's loop thread)."""
 
-    def connected(self, session: MqttSession) -> None: ...
-    def session_present(self, session: MqttSession, present: bool) -> None: ...
-    def subscribed(self, session: MqttSession) -> None: ...
-    def unsubscribed(self, session: MqttSession) -> None: ...
-    def c2d_written(self, session: MqttSession, topic: str, qos: int,
+    def connected(self, session: MQTTSession) -> None: ...
+    def session_present(self, session: MQTTSession, present: bool) -> None: ...
+    def subscribed(self, session: MQTTSession) -> None: ...
+    def unsubscribed(self, session: MQTTSession) -> None: ...
+    def c2d_written(self, session: MQTTSession, topic: str, qos: int,
                     packet_id: int | None) -> None: ...
-    def c2d_acked(self, session: MqttSession, packet_id: int, reason: int) -> None: ...
-    def disconnected(self, session: MqttSession) -> None: ...
+    def c2d_acked(self, session: MQTTSession, packet_id: int, reason: int) -> None: ...
+    def disconnected(self, session: MQTTSession) -> None: ...
 
 
 class Refused(Exception):
@@ -95,7 +95,7 @@ class Refused(Exception):
         super().__init__(reason)
 
 
-class MqttFront:
+class MQTTFront:
     """TLS listener on 127.0.0.1 in front of the broker at *broker_port*."""
 
     def __init__(self, registry: Registry, context: ssl.SSLContext | None, broker_port: int,
@@ -107,7 +107,7 @@ class MqttFront:
         self.port = 0
         #: open streams (the `FrontLoop` aborts them on stop); set by the owner
         self.writers: set[asyncio.StreamWriter] = set()
-        self.sessions: set[MqttSession] = set()
+        self.sessions: set[MQTTSession] = set()
 
     async def start(self, port: int = 0) -> asyncio.base_events.Server:
         server = await asyncio.start_server(self._handle, "127.0.0.1", port, ssl=self.context,
@@ -194,14 +194,14 @@ class MqttFront:
                 await writer.drain()
             await _close(writer)
             return
-        session = MqttSession(device_id, connect.level, connect.clean_start, grant.expiry, peer)
+        session = MQTTSession(device_id, connect.level, connect.clean_start, grant.expiry, peer)
         self.writers.add(up_writer)
         try:
             await self._run_session(session, first, reader, writer, up_reader, up_writer)
         finally:
             self.writers.discard(up_writer)
 
-    async def _run_session(self, session: MqttSession, first: bytes,
+    async def _run_session(self, session: MQTTSession, first: bytes,
                            reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                            up_reader: asyncio.StreamReader,
                            up_writer: asyncio.StreamWriter) -> None:
@@ -227,12 +227,12 @@ class MqttFront:
                      session.close_reason or "connection closed")
             self.events.disconnected(session)
 
-    def _expire(self, session: MqttSession) -> None:
+    def _expire(self, session: MQTTSession) -> None:
         log.info("hub mqtt: SAS token of %s expired: closing its connection", session.device_id)
         self.registry.count("mqtt.expired")
         session.close("token expired")
 
-    async def _device_to_broker(self, session: MqttSession, reader: asyncio.StreamReader,
+    async def _device_to_broker(self, session: MQTTSession, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter,
                                 up_writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, OSError):
@@ -252,7 +252,7 @@ class MqttFront:
                 await up_writer.drain()
         session.close(session.close_reason or "device closed the connection")
 
-    async def _broker_to_device(self, session: MqttSession, reader: asyncio.StreamReader,
+    async def _broker_to_device(self, session: MQTTSession, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, OSError):
             while True:
@@ -262,7 +262,7 @@ class MqttFront:
         session.close(session.close_reason or "broker closed the connection")
 
     # -- packet inspection -----------------------------------------------------------------
-    def _from_device(self, session: MqttSession, packet: bytes) -> bytes:
+    def _from_device(self, session: MQTTSession, packet: bytes) -> bytes:
         kind = wire.packet_type(packet)
         device = session.device_id
         if kind == wire.PUBLISH:
@@ -294,14 +294,14 @@ class MqttFront:
                 session.pending_subscribes[subscription.packet_id] = devicebound
             elif devicebound:
                 self.events.unsubscribed(session)
-            return wire.build_subscribe(packet, wire.Subscription(
+            return wire.build_subscribe(packet, wire.SubscribeRequest(
                 subscription.packet_id, filters, subscription.props))
         if kind == wire.PUBACK:
             packet_id, reason = wire.parse_puback(packet)
             self.events.c2d_acked(session, packet_id, reason)
         return packet
 
-    def _from_broker(self, session: MqttSession, packet: bytes) -> bytes:
+    def _from_broker(self, session: MQTTSession, packet: bytes) -> bytes:
         kind = wire.packet_type(packet)
         if kind == wire.PUBLISH:
             publish = wire.parse_publish(packet)

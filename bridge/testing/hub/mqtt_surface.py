@@ -33,8 +33,8 @@ import paho.mqtt.client as mqtt
 from bridge.backends.iothub import topics
 from bridge.backends.iothub.topics import SystemProperties
 from bridge.testing.hub.broker import Broker
-from bridge.testing.hub.mqtt_front import MqttFront, MqttSession
-from bridge.testing.hub.registry import C2DMessage, Outcome, Registry, Surface
+from bridge.testing.hub.mqtt_front import MQTTFront, MQTTSession
+from bridge.testing.hub.registry import C2DMessage, C2DOutcome, Registry, Surface
 
 log = logging.getLogger("bridge.testing.hub.mqtt")
 
@@ -44,16 +44,16 @@ TWIN_PATCH_FILTER = "$iothub/+/twin/PATCH/properties/reported/#"
 METHOD_RES_FILTER = "$iothub/+/methods/res/#"
 
 
-class MqttSurface:
+class MQTTSurface:
     """Owns the broker process, the hub client and the C2D bookkeeping of the MQTT surface."""
 
     def __init__(self, registry: Registry, directory: Path) -> None:
         self.registry = registry
         self.hub_username = f"hub-service-{uuid.uuid4().hex}"
         self.broker = Broker(directory, self.hub_username, on_restart=self._broker_restarted)
-        self.front: MqttFront | None = None
+        self.front: MQTTFront | None = None
         self._lock = threading.RLock()
-        self._current: dict[str, MqttSession] = {}
+        self._current: dict[str, MQTTSession] = {}
         self._receivable: set[str] = set()
         self._remembered: set[str] = set()  # persistent sessions known to hold a subscription
         self._in_flight: dict[str, set[str]] = {}  # device -> C2D ids handed to the broker
@@ -67,7 +67,7 @@ class MqttSurface:
                                   protocol=mqtt.MQTTv311, clean_session=True)
         self.client.username_pw_set(self.hub_username)
         # after a broker restart (see `Broker`), come back quickly
-        self.client.reconnect_delay_set(min_delay=0.1, max_delay=2)
+        self.client.reconnect_delay_set(min_delay=0.1, max_delay=2)  # type: ignore[arg-type]
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
@@ -105,7 +105,7 @@ class MqttSurface:
         # restarted by its watchdog
         result, mid = client.subscribe([(f, 1) for f in (D2C_FILTER, TWIN_GET_FILTER,
                                                          TWIN_PATCH_FILTER, METHOD_RES_FILTER)])
-        if result == mqtt.MQTT_ERR_SUCCESS:
+        if result == mqtt.MQTT_ERR_SUCCESS and mid is not None:
             with self._lock:
                 self._pending_subacks.add(mid)
 
@@ -157,15 +157,15 @@ class MqttSurface:
         with self._lock:
             lost = self._in_flight.pop(device_id, set())
         for message_id in lost:
-            self.registry.settle_c2d(message_id, Outcome.LOCK_LOST, Surface.MQTT)
+            self.registry.settle_c2d(message_id, C2DOutcome.LOCK_LOST, Surface.MQTT)
 
     # -- front events (front loop thread) ---------------------------------------------------
-    def connected(self, session: MqttSession) -> None:
+    def connected(self, session: MQTTSession) -> None:
         with self._lock:
             self._current[session.device_id] = session
             self._receivable.discard(session.device_id)
 
-    def session_present(self, session: MqttSession, present: bool) -> None:
+    def session_present(self, session: MQTTSession, present: bool) -> None:
         device = session.device_id
         with self._lock:
             if self._current.get(device) is not session:
@@ -178,7 +178,7 @@ class MqttSurface:
             self._lose_in_flight(device)  # the broker has no session: what it held is gone
         self.c2d_available(device)
 
-    def subscribed(self, session: MqttSession) -> None:
+    def subscribed(self, session: MQTTSession) -> None:
         device = session.device_id
         with self._lock:
             if self._current.get(device) is not session:
@@ -188,13 +188,13 @@ class MqttSurface:
                 self._remembered.add(device)
         self.c2d_available(device)
 
-    def unsubscribed(self, session: MqttSession) -> None:
+    def unsubscribed(self, session: MQTTSession) -> None:
         with self._lock:
             if self._current.get(session.device_id) is session:
                 self._receivable.discard(session.device_id)
                 self._remembered.discard(session.device_id)
 
-    def c2d_written(self, session: MqttSession, topic: str, qos: int,
+    def c2d_written(self, session: MQTTSession, topic: str, qos: int,
                     packet_id: int | None) -> None:
         try:
             message_id = topics.parse_c2d_topic(topic).bag.system.message_id
@@ -203,17 +203,17 @@ class MqttSurface:
         if message_id is None:
             return
         if qos == 0 or packet_id is None:  # at most once: delivered is settled
-            self._settled(session.device_id, message_id, Outcome.ACCEPTED)
+            self._settled(session.device_id, message_id, C2DOutcome.ACCEPTED)
         else:
             session.c2d_in_flight[packet_id] = message_id
 
-    def c2d_acked(self, session: MqttSession, packet_id: int, reason: int) -> None:
+    def c2d_acked(self, session: MQTTSession, packet_id: int, reason: int) -> None:
         message_id = session.c2d_in_flight.pop(packet_id, None)
         if message_id is not None:
-            outcome = Outcome.ACCEPTED if reason < 0x80 else Outcome.REJECTED
+            outcome = C2DOutcome.ACCEPTED if reason < 0x80 else C2DOutcome.REJECTED
             self._settled(session.device_id, message_id, outcome)
 
-    def disconnected(self, session: MqttSession) -> None:
+    def disconnected(self, session: MQTTSession) -> None:
         device = session.device_id
         with self._lock:
             if self._current.get(device) is not session:
@@ -226,7 +226,7 @@ class MqttSurface:
             self._lose_in_flight(device)
         self.registry.count("mqtt.disconnections")  # also wakes `Hub.wait_for` callers
 
-    def _settled(self, device_id: str, message_id: str, outcome: Outcome) -> None:
+    def _settled(self, device_id: str, message_id: str, outcome: C2DOutcome) -> None:
         with self._lock:
             self._in_flight.get(device_id, set()).discard(message_id)
         self.registry.settle_c2d(message_id, outcome, Surface.MQTT)

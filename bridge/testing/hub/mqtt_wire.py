@@ -192,7 +192,7 @@ def parse_connack(packet: bytes) -> tuple[bool, int]:
 
 
 @dataclass(frozen=True, slots=True)
-class Publish:
+class PublishPacket:
     topic: str
     qos: int
     packet_id: int | None
@@ -200,7 +200,7 @@ class Publish:
     rest_offset: int  # offset in the body just after the topic
 
 
-def parse_publish(packet: bytes) -> Publish:
+def parse_publish(packet: bytes) -> PublishPacket:
     body, _ = _body(packet)
     qos = (packet[0] >> 1) & 0x03
     raw_topic, cursor = _string(body, 0)
@@ -213,7 +213,7 @@ def parse_publish(packet: bytes) -> Publish:
         topic = raw_topic.decode("utf-8")
     except UnicodeDecodeError:
         raise WireError("PUBLISH topic is not UTF-8") from None
-    return Publish(topic, qos, packet_id, bool(packet[0] & 0x08), cursor)
+    return PublishPacket(topic, qos, packet_id, bool(packet[0] & 0x08), cursor)
 
 
 def with_publish_topic(packet: bytes, topic: str) -> bytes:
@@ -236,13 +236,13 @@ def parse_puback(packet: bytes) -> tuple[int, int]:
 
 
 @dataclass(frozen=True, slots=True)
-class Subscription:
+class SubscribeRequest:
     packet_id: int
     filters: list[tuple[str, int]]  # (filter, options byte; for UNSUBSCRIBE always 0)
     props: bytes  # MQTT 5 properties, verbatim (with their length prefix)
 
 
-def parse_subscribe(packet: bytes, level: int) -> Subscription:
+def parse_subscribe(packet: bytes, level: int) -> SubscribeRequest:
     """SUBSCRIBE or UNSUBSCRIBE: packet id, [properties], then the filters."""
     body, _ = _body(packet)
     unsubscribe = packet_type(packet) == UNSUBSCRIBE
@@ -268,10 +268,10 @@ def parse_subscribe(packet: bytes, level: int) -> Subscription:
             raise WireError("topic filter is not UTF-8") from None
     if not filters:
         raise WireError("SUBSCRIBE/UNSUBSCRIBE without a filter")
-    return Subscription(packet_id, filters, props)
+    return SubscribeRequest(packet_id, filters, props)
 
 
-def build_subscribe(packet: bytes, subscription: Subscription) -> bytes:
+def build_subscribe(packet: bytes, subscription: SubscribeRequest) -> bytes:
     """Re-encode a (possibly rewritten) SUBSCRIBE/UNSUBSCRIBE with the original fixed header."""
     unsubscribe = packet_type(packet) == UNSUBSCRIBE
     body = struct.pack("!H", subscription.packet_id) + subscription.props

@@ -42,19 +42,29 @@ from bridge.testing.hub.model import (
     AuthAttempt,
     AuthError,
     C2DMessage,
+    C2DOutcome,
     C2DState,
     D2CMessage,
     Device,
     Grant,
-    Outcome,
     QueueFullError,
     Settlement,
     Surface,
 )
 
 __all__ = [
-    "AuthAttempt", "AuthError", "C2DMessage", "C2DState", "D2CMessage", "Device", "Grant",
-    "Outcome", "QueueFullError", "Registry", "Settlement", "Surface",
+    "AuthAttempt",
+    "AuthError",
+    "C2DMessage",
+    "C2DOutcome",
+    "C2DState",
+    "D2CMessage",
+    "Device",
+    "Grant",
+    "QueueFullError",
+    "Registry",
+    "Settlement",
+    "Surface",
 ]
 
 log = logging.getLogger("bridge.testing.hub")
@@ -110,7 +120,7 @@ class Registry:
             raise ValueError(f"device id {device_id!r}: '/', '+' and '#' cannot be used in "
                              "MQTT topics, the stand-in refuses them")
         secret = SecretStr(key) if key is not None else _new_key()
-        sas.sign("probe", secret)  # raises SasTokenError for a key that is not base64
+        sas.sign("probe", secret)  # raises SASTokenError for a key that is not base64
         with self._lock:
             existing = self._devices.get(device_id)
             if existing is not None:
@@ -166,7 +176,7 @@ class Registry:
     def _verify(self, token: str, audience: str, device_id: str | None) -> Grant:
         try:
             parsed = sas.parse_token(token)
-        except sas.SasTokenError as exc:
+        except sas.SASTokenError as exc:
             raise AuthError("malformed", exc.reason) from None
         canonical = unquote(audience.strip())
         if parsed.key_name is not None:
@@ -189,7 +199,7 @@ class Registry:
         try:
             sas.verify_token(parsed, key, audience=canonical, key_name=key_name,
                              allow_prefix=allow_prefix)
-        except sas.SasVerificationError as exc:
+        except sas.SASVerificationError as exc:
             raise AuthError(str(exc.failure), exc.reason) from None
         # The grant is for what was asked (put-token's name), never wider than the token.
         return Grant(audience=canonical, expiry=parsed.expiry,
@@ -333,7 +343,7 @@ class Registry:
                 self._changed.notify_all()
         return result
 
-    def settle_c2d(self, message_id: str, outcome: Outcome, surface: Surface, *,
+    def settle_c2d(self, message_id: str, outcome: C2DOutcome, surface: Surface, *,
                    undeliverable: bool = False) -> C2DState | None:
         """Apply a device's settlement; returns the new state (None: unknown or not locked,
         e.g. a late settlement after the lock was lost)."""
@@ -342,13 +352,14 @@ class Registry:
             if message is None or message.state is not C2DState.DELIVERED:
                 return None
             requeue = False
-            if outcome is Outcome.ACCEPTED:
+            if outcome is C2DOutcome.ACCEPTED:
                 message.state = C2DState.COMPLETED
                 self._counters["c2d.completed"] += 1
-            elif outcome is Outcome.REJECTED or (outcome is Outcome.MODIFIED and undeliverable):
+            elif outcome is C2DOutcome.REJECTED or (
+                    outcome is C2DOutcome.MODIFIED and undeliverable):
                 self._counters["c2d.rejected"] += 1
                 self._dead_letter(message, "rejected")
-            elif outcome in (Outcome.RELEASED, Outcome.MODIFIED):
+            elif outcome in (C2DOutcome.RELEASED, C2DOutcome.MODIFIED):
                 message.delivery_count += 1
                 self._counters["c2d.abandoned"] += 1
                 if message.delivery_count >= self.max_delivery_count:
@@ -356,7 +367,7 @@ class Registry:
                 else:
                     message.state = C2DState.ENQUEUED
                     requeue = True
-            elif outcome is Outcome.LOCK_LOST:
+            elif outcome is C2DOutcome.LOCK_LOST:
                 message.state = C2DState.ENQUEUED
                 self._counters["c2d.lock_lost"] += 1
                 requeue = True

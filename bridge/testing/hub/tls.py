@@ -22,7 +22,7 @@ VALIDITY_DAYS = 30
 
 
 @dataclass(frozen=True, slots=True)
-class TlsFiles:
+class TLSFiles:
     """PEM files: ``ca_file`` is what clients trust; cert/key are the server's."""
 
     ca_file: Path
@@ -51,7 +51,7 @@ def _san(names: list[str]) -> str:
     return ",".join(entries)
 
 
-def make_tls_material(directory: Path, host_names: list[str] | None = None) -> TlsFiles:
+def make_tls_material(directory: Path, host_names: list[str] | None = None) -> TLSFiles:
     """Write ``ca.crt``, ``server.crt`` and ``server.key`` into *directory* and return them.
 
     The certificate covers ``localhost``, ``127.0.0.1`` and every name in *host_names*.
@@ -84,4 +84,4 @@ def make_tls_material(directory: Path, host_names: list[str] | None = None) -> T
             "-out", str(crt))
     for private in (ca_key, key):
         private.chmod(0o600)
-    return TlsFiles(ca_file=ca_crt, cert_file=crt, key_file=key)
+    return TLSFiles(ca_file=ca_crt, cert_file=crt, key_file=key)

@@ -50,17 +50,9 @@ _INJECTED: dict[str, ProtonMessage] = {
 class AMQPProfile(BackendProfile):
     name = "amqp"
     timeout = 10.0
+    # the AMQP backend gives both; RabbitMQ, the suite's peer, does not:
     opens_any_path = False  # RabbitMQ refuses /devices/... (it ends the session: link errors)
     supports_cbs = False  # no $cbs node on RabbitMQ ("$cbs" is just a queue there)
-    deviations = {
-        37: "RabbitMQ grants every sender 65536 credit whatever the queue depth, so a "
-            "transfer never waits for credit; it completes once the queue holds it",
-        39: "with credit never short, a transfer is normally on the wire before cancel() runs: "
-            "cancel() then only suppresses its callback, the message is still delivered",
-        45: "RabbitMQ 3.10 never detaches a link with an error: a link-level failure ends the "
-            "session (end frame with the error), so the sender gets SENDER_CLOSED and the "
-            "session SESSION_ERROR '<condition>: <description>'",
-    }
 
     def __init__(self) -> None:
         self._proxy: TcpProxy | None = None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from bridge import Agent, Settings
+from bridge.backends.registry import Capabilities, backend_entry
 
 
 class Unsupported(Exception):
@@ -16,10 +18,6 @@ class BackendProfile:
     """Base profile. Subclasses override what differs for their backend."""
 
     name = "base"
-    # conformance statement number -> one-line description of the documented deviation
-    # (docs/contract.md / docs/semantics.md). A test for a listed statement asserts the
-    # deviating behaviour instead of the contract's.
-    deviations: dict[int, str] = {}
     # seconds a test waits for an event before failing
     timeout = 10.0
 
@@ -69,9 +67,27 @@ class BackendProfile:
         a foreign application could produce."""
         raise Unsupported
 
-    # -- misc capabilities --------------------------------------------------------------------
-    opens_any_path = True  # "$cbs" and "/devices/x/messages/events" open as links (statement 17)
-    supports_cbs = True  # a put-token on "$cbs" gets a CBS reply (statement 47)
+    # -- what the backend declares in its registry entry (the same table `bridge scan` and
+    # docs/semantics.md use); a profile overrides only what its test peer changes ------------
+    @property
+    def capabilities(self) -> Capabilities:
+        return backend_entry(self.name).capabilities
+
+    @property
+    def deviations(self) -> Mapping[int, str]:
+        """Conformance statement number -> the documented deviation. A test for a listed
+        statement asserts the deviating behaviour instead of the contract's."""
+        return self.capabilities.deviations
+
+    @property
+    def opens_any_path(self) -> bool:
+        """"$cbs" and "/devices/x/messages/events" open as links (statement 17)."""
+        return self.capabilities.any_path
+
+    @property
+    def supports_cbs(self) -> bool:
+        """A put-token on "$cbs" gets a CBS reply (statement 47)."""
+        return self.capabilities.cbs
 
     def anonymous_url(self) -> str:
         """A URL with no credentials that must connect (statement 47)."""

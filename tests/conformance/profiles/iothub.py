@@ -47,27 +47,6 @@ _INJECTED: dict[str, tuple[bytes, dict[str, str | None]]] = {
 class IoTHubProfile(BackendProfile):
     name = "iothub"
     timeout = 10.0
-    # Only IoT Hub paths open; "/devices/x/..." of another identity is refused by an event
-    # (RECEIVER_ERROR / SENDER_ERROR), as IoT Hub's AMQP surface did.
-    opens_any_path = False
-    # The $cbs node does answer, but it refuses the suite's malformed token for another hub
-    # (deviation 47). test_47 has no deviates() hook yet, so until it calls it, this keeps the
-    # suite to the part IoT Hub shares (an anonymous URL opens); the pin below is the rest.
-    supports_cbs = True
-    deviations = {
-        30: "IoT Hub properties are strings: every value converts; a foreign x-amqp-types hint "
-            "naming an unknown type is ignored (it and the values stay visible as strings) "
-            "instead of a value being left out",
-        37: "IoT Hub over MQTT has no consumer-granted credit: the hub PUBACKs a D2C publish at "
-            "once; the echo route keeps nothing for an input nobody subscribes to",
-        39: "a transfer already handed to the hub cannot be withdrawn: cancel() only stops its "
-            "callback",
-        45: "IoT Hub over MQTT has no per-link detach; the one link error is the emulated CBS "
-            "authorisation loss: when a put-token's SAS token expires every event sender gets "
-            "SENDER_ERROR 'amqp:unauthorized-access: ...' (connection and sessions stay open)",
-        47: "the $cbs node checks what it is given: the suite's malformed token gets 401 with "
-            "the reason; a token for the connection's identity gets 200 / 'OK'",
-    }
 
     def __init__(self) -> None:
         self._hub: TlsHub | None = None

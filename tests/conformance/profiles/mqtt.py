@@ -92,17 +92,6 @@ class RawClient:
 class MQTTProfile(BackendProfile):
     name = "mqtt"
     timeout = 10.0
-    opens_any_path = True
-    supports_cbs = False  # plain MQTT has no CBS node: "$cbs" is just a topic (semantics.md)
-    deviations = {
-        37: "MQTT has no consumer-granted credit: the broker PUBACKs a publish at once and "
-            "keeps no message for a topic nobody subscribes to",
-        39: "a transfer already handed to the broker cannot be withdrawn: cancel() only stops "
-            "its callback (a transfer waits for credit only in the in-flight window)",
-        45: "MQTT has no per-link detach: the nearest is a publish the broker refuses (MQTT 5 "
-            "PUBACK 0x87), reported as SENDER_ERROR with amqp:unauthorized-access; the sender "
-            "stays open",
-    }
 
     def available(self) -> str | None:
         try:

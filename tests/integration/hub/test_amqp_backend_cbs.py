@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -223,3 +224,19 @@ def test_legacy_flow_renews_after_unauthorized_access(agent: Agent, device: HubD
     wait(agent, lambda: done, "send after renewal confirmed")
     assert json.loads(device.wait_d2c(1)[0].body) == {"after": "renewal"}
 
+
+
+def test_a_clean_put_token_run_logs_no_warning(agent: Agent, device: HubDevice,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """The stand-in's CBS replies carry their status in properties and no body (as a CBS reply
+    must): that is not a malformed message."""
+    caplog.set_level(logging.WARNING, logger="bridge")
+    client = LegacyIoTHubClient(agent, device, device.key)
+    client.connect()
+    wait(agent, lambda: client.connected is not None, "onConnected")
+    assert client.connected == "", client.log
+    confirmed: list[int] = []
+    client.send_event({"seq": 1}, {"seq": 1}, lambda: confirmed.append(1))
+    wait(agent, lambda: confirmed == [1], "the send confirmed")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+            and r.name.startswith("bridge")] == []

@@ -12,7 +12,7 @@ from proton import ConnectionException, Message
 from proton.utils import ConnectionClosed
 
 from bridge.backends.iothub import sas
-from bridge.testing.hub import C2DState, Hub, HubDevice, Outcome, Surface
+from bridge.testing.hub import C2DOutcome, C2DState, Hub, HubDevice, Surface
 from tests.integration.hub.clients import AmqpDevice
 
 pytestmark = pytest.mark.integration
@@ -181,7 +181,7 @@ def test_c2d_accept_completes(amqp_client: Client, device: HubDevice,
     done = client.pump_until(lambda: iothub_standin.registry.c2d_message(sent.message_id)
                              if iothub_standin.registry.c2d_message(sent.message_id).state
                              is C2DState.COMPLETED else None)
-    assert [s.outcome for s in done.settlements] == [Outcome.ACCEPTED]
+    assert [s.outcome for s in done.settlements] == [C2DOutcome.ACCEPTED]
 
 
 def test_c2d_reject_dead_letters(amqp_client: Client, device: HubDevice,
@@ -214,7 +214,7 @@ def test_c2d_release_redelivers_until_the_max_delivery_count(strict_hub: Hub,
     assert counts == [0, 1, 2]
     assert done.delivery_count == 3
     assert done.dead_letter_reason == "delivery-count-exceeded"
-    assert [s.outcome for s in done.settlements] == [Outcome.RELEASED] * 3
+    assert [s.outcome for s in done.settlements] == [C2DOutcome.RELEASED] * 3
     assert strict_hub.counters()["c2d.dead_lettered"] == 1
 
 
@@ -233,7 +233,7 @@ def test_c2d_modified_counts_as_release_or_reject(strict_hub: Hub, amqp_client: 
     done = client.pump_until(lambda: _in_state(strict_hub, sent.message_id,
                                                C2DState.DEAD_LETTERED))
     assert done.dead_letter_reason == "rejected"
-    assert [s.outcome for s in done.settlements] == [Outcome.MODIFIED, Outcome.MODIFIED]
+    assert [s.outcome for s in done.settlements] == [C2DOutcome.MODIFIED, C2DOutcome.MODIFIED]
 
 
 def test_unsettled_c2d_is_requeued_when_the_link_goes(amqp_client: Client, device: HubDevice,

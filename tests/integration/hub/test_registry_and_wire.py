@@ -11,8 +11,8 @@ from bridge.backends.iothub import sas
 from bridge.testing.hub import mqtt_wire as wire
 from bridge.testing.hub.registry import (
     AuthError,
+    C2DOutcome,
     C2DState,
-    Outcome,
     QueueFullError,
     Registry,
     Surface,
@@ -56,7 +56,7 @@ def test_publish_and_subscribe_rewriting_keeps_the_rest() -> None:
     subscribe = bytes([0x82]) + wire.encode_varint(len(sub_body)) + sub_body
     parsed_sub = wire.parse_subscribe(subscribe, 5)
     assert parsed_sub.filters == [("$iothub/twin/res/#", 1)]
-    rebuilt = wire.build_subscribe(subscribe, wire.Subscription(
+    rebuilt = wire.build_subscribe(subscribe, wire.SubscribeRequest(
         9, [("$iothub/dev1/twin/res/#", 1)], parsed_sub.props))
     assert wire.parse_subscribe(rebuilt, 5).filters == [("$iothub/dev1/twin/res/#", 1)]
 
@@ -104,10 +104,10 @@ def test_registry_queue_limits_ttl_and_late_settlement() -> None:
     assert registry.take_c2d("d1", Surface.AMQP) is None  # the expired one is dead-lettered
     expired = registry.c2d("d1")[1]
     assert (expired.state, expired.dead_letter_reason) == (C2DState.DEAD_LETTERED, "expired")
-    assert registry.settle_c2d(first.message_id, Outcome.LOCK_LOST, Surface.AMQP) \
+    assert registry.settle_c2d(first.message_id, C2DOutcome.LOCK_LOST, Surface.AMQP) \
         is C2DState.ENQUEUED
     # a settlement after the lock was lost is ignored
-    assert registry.settle_c2d(first.message_id, Outcome.ACCEPTED, Surface.AMQP) is None
+    assert registry.settle_c2d(first.message_id, C2DOutcome.ACCEPTED, Surface.AMQP) is None
     registry.enqueue_c2d("d1", "3")  # room again: one pending, one dead-lettered
 
 

@@ -25,7 +25,7 @@ from tests.support.mosquitto import Mosquitto, make_tls_material
 
 
 @dataclass(frozen=True)
-class TlsFiles:
+class TLSFiles:
     ca_file: Path
     cert_file: Path
     key_file: Path
@@ -38,13 +38,13 @@ def hub_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
 
 
 @pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
     ca, cert, key = make_tls_material(tmp_path_factory.mktemp("iothub-tls"), "localhost")
-    return TlsFiles(ca, cert, key)
+    return TLSFiles(ca, cert, key)
 
 
 @pytest.fixture
-def capture_proxy(hub_broker: Mosquitto, tls_files: TlsFiles) -> Iterator[TlsCaptureProxy]:
+def capture_proxy(hub_broker: Mosquitto, tls_files: TLSFiles) -> Iterator[TlsCaptureProxy]:
     with TlsCaptureProxy(tls_files.cert_file, tls_files.key_file, hub_broker.port) as proxy:
         yield proxy
 

@@ -24,7 +24,7 @@ import pytest
 from bridge.backends.iothub import sas, topics
 from bridge.backends.iothub.connection_string import parse_connection_string
 from bridge.backends.iothub.topics import SystemProperties
-from tests.integration.iothub.conftest import RawClient, TlsFiles
+from tests.integration.iothub.conftest import RawClient, TLSFiles
 from tests.integration.iothub.connect_capture import TlsCaptureProxy
 from tests.support.sdk_env import SDK_VERSION, ProbeProcess, SdkEnvError, ensure_sdk_env
 
@@ -69,7 +69,7 @@ def c2d_cases(device: str) -> list[tuple[str, bytes]]:
     ]
 
 
-def run_probe(tmp_path: Path, capture_proxy: TlsCaptureProxy, tls_files: TlsFiles,
+def run_probe(tmp_path: Path, capture_proxy: TlsCaptureProxy, tls_files: TLSFiles,
               connection_string: str, messages: list[dict[str, Any]],
               publishes: list[tuple[str, bytes]], raw_hub: RawClient,
               module: bool = False) -> dict[str, Any]:
@@ -124,7 +124,7 @@ def assert_connect(capture_proxy: TlsCaptureProxy, ready: dict[str, Any], device
 
 
 def test_device_client_matches_our_codecs(tmp_path: Path, capture_proxy: TlsCaptureProxy,
-                                          tls_files: TlsFiles, raw_hub: RawClient) -> None:
+                                          tls_files: TLSFiles, raw_hub: RawClient) -> None:
     device = f"dev-{uuid.uuid4().hex[:8]}"
     connection_string = (f"HostName={HUB};DeviceId={device};SharedAccessKey={KEY};"
                          f"GatewayHostName=localhost")
@@ -180,7 +180,7 @@ def test_device_client_matches_our_codecs(tmp_path: Path, capture_proxy: TlsCapt
 
 
 def test_module_client_matches_our_codecs(tmp_path: Path, capture_proxy: TlsCaptureProxy,
-                                          tls_files: TlsFiles, raw_hub: RawClient) -> None:
+                                          tls_files: TLSFiles, raw_hub: RawClient) -> None:
     device, module = f"dev-{uuid.uuid4().hex[:8]}", "mod-1"
     connection_string = (f"HostName={HUB};DeviceId={device};ModuleId={module};"
                          f"SharedAccessKey={KEY};GatewayHostName=localhost")
