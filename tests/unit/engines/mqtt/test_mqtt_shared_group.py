@@ -15,7 +15,7 @@ from bridge.contract.message import BodyKind, Message
 from bridge.engines.mqtt.inbound import InboundOptions, Inbox
 from bridge.engines.mqtt.outbound import Outbound
 from bridge.engines.mqtt.stats import Stats
-from tests.unit.test_mqtt_flow import Events, FakeClient, Link, msg
+from tests.unit.engines.mqtt.test_mqtt_flow import Events, FakeClient, Link, msg
 
 
 def _inbox(group: str | None, v5: bool = True) -> tuple[Inbox, FakeClient, Events]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import socket
 import sys
 import threading
 from collections import deque
@@ -114,9 +115,11 @@ def test_amqp_cancel_leaves_reactor_state_to_the_reactor() -> None:
         def __getattr__(self, name: str) -> Any:
             return lambda *args: None
 
-    backend = AMQPBackend(backend_context(Settings(backend="amqp"), url="amqp://127.0.0.1:1",
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never speaks AMQP
+    port = silent.getsockname()[1]
+    backend = AMQPBackend(backend_context(Settings(backend="amqp"), url=f"amqp://127.0.0.1:{port}",
                                           events=Events()))
-    backend.open()  # a reactor thread that will only fail to connect: enough to hold it
+    backend.open()  # a reactor thread waiting for the peer's open frame: enough to hold it
     handler = backend._handler
     reactor = backend._reactor
     assert reactor is not None
@@ -138,3 +141,4 @@ def test_amqp_cancel_leaves_reactor_state_to_the_reactor() -> None:
         release.set()
         backend.close()
         assert backend.wait_closed(10)
+        silent.close()

@@ -18,7 +18,7 @@ from bridge.contract.message import BodyKind, Message
 from bridge.engines.mqtt.inbound import _ORPHAN_GRACE, InboundOptions, Inbox
 from bridge.engines.mqtt.outbound import Outbound
 from bridge.engines.mqtt.stats import Stats
-from tests.unit.test_mqtt_flow import Events, FakeClient, Link, msg
+from tests.unit.engines.mqtt.test_mqtt_flow import Events, FakeClient, Link, msg
 
 
 class Resumed:

@@ -129,7 +129,7 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_config_profile_is_valid() -> None:
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[4]
     settings = Settings(config=str(root / "config" / "amqp.toml"))
     assert settings.backend == "amqp"
     assert settings.amqp.url == "amqp://guest:guest@127.0.0.1:5672"
