@@ -37,8 +37,8 @@ from pydantic import SecretStr
 
 from bridge.errors import ConfigError
 from bridge.settings import Settings
+from bridge.testing.hub.broker import MOSQUITTO, free_port
 from tests.integration.amqp.rabbit import delete_queue, queue_address
-from tests.support.mosquitto import MOSQUITTO, free_port
 
 pytestmark = pytest.mark.integration
 
