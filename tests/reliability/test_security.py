@@ -133,7 +133,8 @@ def test_mqtt_opt_in_lets_the_connect_attempt_through(watch: SocketWatch,
                                          "allow_plaintext_credentials": True})
     event, detail, _ = _first_event(agent, "amqps://hub")
     assert event == "CONNECTION_ERROR"
-    assert detail is not None and "refused by the test" in detail  # the watcher answered
+    # the watcher answered (a non-blocking connect_ex gets its 111, ECONNREFUSED)
+    assert detail is not None and "refused" in detail.lower()
     assert watch.touched(FAR)
 
 

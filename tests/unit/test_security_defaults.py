@@ -20,8 +20,8 @@ from bridge.backends.amqp import endpoint as amqp_endpoint
 from bridge.backends.amqp.endpoint import connect_options
 from bridge.backends.amqp.handler import ConnectionHandler
 from bridge.engines.mqtt import endpoint as mqtt_endpoint
+from bridge.engines.mqtt.client import tls_context
 from bridge.engines.mqtt.endpoint import parse_broker_url, plaintext_credentials_problem
-from bridge.engines.mqtt.transport import tls_context
 from bridge.errors import ConfigError
 from tests.conftest import register_secret
 

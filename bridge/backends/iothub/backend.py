@@ -50,17 +50,11 @@ from bridge.contract.backend import (
 )
 from bridge.contract.message import Message
 from bridge.engines.mqtt import reasons
+from bridge.engines.mqtt.client import build_client, tls_context
 from bridge.engines.mqtt.connection import MQTTConnection, live_connections
 from bridge.engines.mqtt.inbound import InboundOptions, Token
 from bridge.engines.mqtt.outbound import Outgoing
-from bridge.engines.mqtt.transport import (
-    DONE,
-    UP,
-    BrokerLimits,
-    DriverOptions,
-    build_client,
-    tls_context,
-)
+from bridge.engines.mqtt.transport import DONE, UP, BrokerLimits, DriverOptions
 from bridge.errors import AddressError
 from bridge.loop.core import Timer
 

@@ -33,6 +33,7 @@ from bridge.contract.backend import (
 )
 from bridge.contract.message import Message
 from bridge.engines.mqtt import codec, reasons
+from bridge.engines.mqtt.client import build_client, connect_properties, tls_context
 from bridge.engines.mqtt.connection import MQTTConnection, live_connections
 from bridge.engines.mqtt.endpoint import (
     client_id_for,
@@ -42,13 +43,7 @@ from bridge.engines.mqtt.endpoint import (
 )
 from bridge.engines.mqtt.inbound import InboundOptions
 from bridge.engines.mqtt.outbound import Outgoing
-from bridge.engines.mqtt.transport import (
-    BrokerLimits,
-    DriverOptions,
-    build_client,
-    connect_properties,
-    tls_context,
-)
+from bridge.engines.mqtt.transport import BrokerLimits, DriverOptions
 
 log = logging.getLogger("bridge.backends.mqtt")
 

@@ -1,51 +1,54 @@
-"""The network side of one MQTT connection: one thread owns the paho client and its socket.
+"""The network side of one MQTT connection: a state machine on one of the process's network loops.
 
-Every paho call (connect, publish, subscribe, ack, disconnect) happens on this thread, driven by
-paho's external-loop API (``loop_read`` / ``loop_write`` / ``loop_misc`` around our own
-``select``): paho is then single-threaded, and we own the reconnect policy (backoff with jitter,
-a CONNACK time-out, give-up) instead of paho's built-in retry loop. Other threads talk to the
-driver only through `Driver.call` (a queue plus a wake-up socket), so backend commands never
-block on the network.
+Every paho call (connect, publish, subscribe, ack, disconnect) happens on the connection's loop
+thread (`bridge.loop.network`), driven by paho's external-loop API (``loop_read`` /
+``loop_write`` / ``loop_misc``) when the loop sees the socket ready: paho is single-threaded,
+thousands of connections share a few threads, and we own the reconnect policy (backoff with
+jitter, a CONNACK time-out, give-up, the process's connect pacing) instead of paho's built-in
+retry loop. The socket is opened without blocking the loop (`connect.Connector`). Other threads
+talk to the driver only through `Driver.call`, so backend commands never block on the network.
+
+After whatever it did in a loop turn, the driver asks for one *tidy* before the loop sleeps:
+it pumps the outbound window, flushes the write buffer, updates what it waits for and wakes the
+agent's dispatcher once for everything it reported in that turn.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import select
-import socket
-import ssl
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge.engines.mqtt import reasons
 from bridge.engines.mqtt.bufferedsocket import BufferedSocket
+from bridge.engines.mqtt.client import no_delay
+from bridge.engines.mqtt.connect import Connector
 from bridge.engines.mqtt.endpoint import MQTTEndpoint, backoff_delay
-from bridge.loop.core import LoopCore, Timer
+from bridge.loop.core import Timer
+from bridge.loop.network import READ, WRITE, LoopPool, NetworkLoop, shared_loops
+from bridge.loop.pacing import ConnectPacer, connect_pacer
 
 log = logging.getLogger("bridge.backends.mqtt")
+
 
 class DriverState(StrEnum):
     """Where one MQTT connection is."""
 
     IDLE = "idle"  # not connected, not trying (before the first attempt, or parked)
-    CONNECTING = "connecting"  # waiting for CONNACK
+    CONNECTING = "connecting"  # opening the socket, or waiting for CONNACK
     UP = "up"
     DOWN = "down"  # lost, waiting to reconnect
     DONE = "done"  # ended: no more attempts
 
 
 IDLE, CONNECTING, UP, DOWN, DONE = DriverState
-_READ_BURST = 64  # packets read per wake-up before timers and commands get a turn
+_READ_BURST = 64  # packets read per readiness before other connections get a turn
 _SHUTDOWN_GRACE = 2.0  # seconds to flush pending acks and the DISCONNECT on close
 
 
@@ -58,7 +61,7 @@ class BrokerLimits:
 
 
 class DriverHooks(Protocol):
-    """What the backend does on connection-level changes (called on the driver thread)."""
+    """What the backend does on connection-level changes (called on the loop thread)."""
 
     def on_up(self, session_present: bool, limits: BrokerLimits) -> None: ...
     def on_down(self, detail: str) -> None: ...
@@ -83,68 +86,85 @@ class DriverOptions:
 
 
 class Driver:
-    """Connects, keeps the connection (or reconnects), runs commands and timers on its thread.
+    """Connects, keeps the connection (or reconnects), runs commands and timers on its loop.
 
-    By default the thread connects as soon as it starts and a failure that cannot be retried is
-    terminal (`DriverHooks.on_failed`, thread ends). With ``on_demand=True`` (the IoT Hub
-    backend, whose credentials may only arrive later) the thread starts *parked* (no
-    connection) and connects when the owner calls `restart`; a refused CONNACK, or a loss with
-    reconnect off, *parks* it again instead of ending it, and ``on_failed`` is then not
-    terminal (`state` is ``idle``, not ``done``). ``before_attempt`` runs before every connect
-    attempt (fresh credentials).
+    By default it connects as soon as it starts and a failure that cannot be retried is terminal
+    (`DriverHooks.on_failed`; the driver is done). With ``on_demand=True`` (the IoT Hub backend,
+    whose credentials may only arrive later) it starts *parked* (no connection) and connects
+    when the owner calls `restart`; a refused CONNACK, or a loss with reconnect off, *parks* it
+    again instead of ending it, and ``on_failed`` is then not terminal (`state` is ``idle``, not
+    ``done``). ``before_attempt`` runs before every connect attempt (fresh credentials).
     """
 
     def __init__(self, client_factory: Callable[[], paho.Client], options: DriverOptions,
                  hooks: DriverHooks, name: str, *, wake_reports: Callable[[], None],
                  on_demand: bool = False,
-                 before_attempt: Callable[[paho.Client], None] | None = None) -> None:
+                 before_attempt: Callable[[paho.Client], None] | None = None,
+                 loops: LoopPool | None = None, pacer: ConnectPacer | None = None) -> None:
         self._client_factory = client_factory
         self.client: paho.Client | None = None
         self.options = options
         self.hooks = hooks
+        self.name = name
         self.on_demand = on_demand
         self._before_attempt = before_attempt
+        self._loops = loops
+        self._pacer = pacer or connect_pacer()
+        self.loop: NetworkLoop | None = None
         self.state = IDLE
         self.epoch = 0  # +1 per accepted CONNACK: acks of older deliveries are stale
         self.ever_up = False
         self.refused_code: int | None = None  # reason code of the last refused CONNACK
         self._attempts = 0
-        self._next_attempt = 0.0
-        self._connack_deadline = 0.0
         self._refused: str | None = None
         self._disconnect: tuple[bool, int, str] | None = None
-        # commands from other threads, timers, and the wake-up the select waits on
-        self.core = LoopCore(name)
-        # wakes the agent's dispatcher for what this thread reported (before it blocks)
-        self._wake_reports = wake_reports
-        self._stop_requested = False
+        self._wake_reports = wake_reports  # the dispatcher, for what this connection reported
+        self._early: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []  # before start
         self._finished = False  # no more commands are run
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._done = threading.Event()
+        self._started = False
+        self._generation = 0  # +1 per attempt: callbacks of an abandoned attempt are stale
+        self._connector: Connector | None = None
+        self._timer: Timer | None = None  # the pending attempt, CONNACK or flush deadline
+        self._keepalive_timer: Timer | None = None
+        self._sock: Any = None  # the socket registered with the loop
+        self._events = 0
+        self._closing = False  # stopping: flushing the last writes
 
     # -- any thread ------------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread.start()
+        """Place the connection on a network loop and begin (connect, unless on demand)."""
+        self._started = True
+        pool = self._loops or shared_loops()
+        self.loop = pool.place(self)
+        self.loop.call(self._begin)
+        early, self._early = self._early, []
+        for fn, args in early:
+            self.loop.call(self._command, fn, args)
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the driver thread, in call order; dropped once it stopped."""
+        """Run ``fn(*args)`` on the loop thread, in call order; dropped once it stopped."""
         if self._finished:
             return
-        self.core.call(fn, *args)
+        loop = self.loop
+        if loop is None:
+            self._early.append((fn, args))  # runs once started
+        else:
+            loop.call(self._command, fn, args)
 
     def stop(self) -> None:
-        """Disconnect cleanly (pending acks first) and end the thread; returns at once."""
-        if self._thread.ident is None:  # never started (refused before any connect attempt)
+        """Disconnect cleanly (pending acks first) and end; returns at once."""
+        loop = self.loop
+        if loop is None:  # never started (refused before any connect attempt)
             self._finished = True
             self.state = DONE
+            self._early.clear()
             self._done.set()
-            self.core.close()
             return
-        self._stop_requested = True
-        self.core.wake_now()
+        loop.call(self._shutdown)
 
     def join(self, timeout: float) -> bool:
-        if not self._thread.is_alive() and not self._thread.ident:
+        if not self._started:
             return True  # never started
         return self._done.wait(timeout)
 
@@ -156,113 +176,124 @@ class Driver:
     def broker(self) -> str:
         return self.options.endpoint.describe()
 
-    # -- driver thread only ----------------------------------------------------------------------
     def call_later(self, delay: float, fn: Callable[[], None]) -> Timer:
-        return self.core.call_later(delay, fn)
+        """Run *fn* on the loop thread after *delay* seconds (its turn is tidied after)."""
+        assert self.loop is not None, "call_later before start"
+        return self.loop.call_later(delay, lambda: self._command(fn, ()))
 
-    def _run(self) -> None:
+    # -- loop thread: commands, tidying ----------------------------------------------------------
+    def _command(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        if self._finished and not self._closing:
+            return
         try:
-            try:
-                self.client = self._client_factory()
-            except Exception as exc:  # bad TLS files, unusable options: the open fails
-                self._finish(f"{reasons.INTERNAL}: cannot set up the MQTT client for "
-                             f"{self.broker}: {type(exc).__name__}: {exc}")
-                return
-            self._install_callbacks(self.client)
-            if not self.on_demand:
-                self._attempt()
-            while self.state != DONE:
-                self._turn()
-        except Exception as exc:
-            log.exception("MQTT network loop for %s crashed", self.broker)
-            if self.state != DONE:
-                self._finish(f"{reasons.INTERNAL}: the MQTT network loop stopped: {exc}")
-        finally:
-            self._drop_socket()
-            self._wake_reports()
-            self._done.set()
-            self.core.close()
+            fn(*args)
+        except Exception:
+            log.exception("MQTT backend command %r failed", fn)
+        self._ask_tidy()
 
-    def _install_callbacks(self, client: paho.Client) -> None:
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
+    def _ask_tidy(self) -> None:
+        if self.loop is not None:
+            self.loop.tidy(id(self), self._tidy)
 
-    def _turn(self) -> None:
-        self.core.run_commands()
-        if self._stop_requested:
-            self._shutdown()
-            return
-        self.core.run_timers()
-        now = time.monotonic()
-        if self.state == DOWN and now >= self._next_attempt:
-            self._attempt()
-            return
-        if self.state == CONNECTING and now >= self._connack_deadline:
-            self._drop_socket()
-            self._attempt_failed(f"{reasons.FORCED}: no CONNACK from MQTT broker {self.broker} "
-                                 f"within {self.options.connect_timeout:g} s")
-            return
-        if self.state in (UP, CONNECTING) and self.client is not None \
-                and self.client.socket() is None:
-            # the socket went outside loop_read (a write from a command, a publish, an ack)
-            self._socket_gone()
-            return
-        if self.state == UP:
-            self.hooks.on_turn()
-        self._wait_io()
-
-    def _timeout(self) -> float:
-        now = time.monotonic()
-        # keep-alive checks run at least once a second
-        timeout = self.core.timeout(1.0, now) or 0.0
-        if self.state == DOWN:
-            timeout = min(timeout, self._next_attempt - now)
-        elif self.state == CONNECTING:
-            timeout = min(timeout, self._connack_deadline - now)
-        return max(0.0, timeout)
-
-    def _wait_io(self) -> None:
+    def _tidy(self) -> None:
+        """Once per loop turn in which this connection did something (see the module doc)."""
         client = self.client
-        assert client is not None
-        sock = client.socket()
+        if client is not None and self.state in (UP, CONNECTING) and self._sock is not None:
+            if client.socket() is None:
+                self._socket_gone()  # the socket went in a write (a command, a publish, an ack)
+            elif self.state == UP:
+                self.hooks.on_turn()
+            self._flush_and_watch()
+        self._wake_reports()
+
+    def _flush_and_watch(self) -> None:
+        client = self.client
+        sock = self._sock
+        if client is None or sock is None or client.socket() is not sock:
+            return
         if isinstance(sock, BufferedSocket) and not sock.flush() and sock.failed:
             client.loop_read()  # paho meets the write error and runs its connection-lost path
             if client.socket() is None:
                 self._socket_gone()
             return
-        timeout = self._timeout()
-        core = self.core
-        readers: list[Any] = [core]
-        writers: list[Any] = []
-        if sock is not None:
-            readers.append(sock)
-            if client.want_write() or _unsent(sock):
-                writers.append(sock)
-            if _pending(sock):
-                timeout = 0.0
-        self._wake_reports()  # the dispatcher, for everything this turn handed it
-        if not core.prepare_to_sleep():
-            timeout = 0.0  # a command came in meanwhile
-        readable, writable, _ = select.select(readers, writers, [], timeout)
-        core.woke(core in readable)
-        if sock is None:
+        events = READ
+        if client.want_write() or (isinstance(sock, BufferedSocket) and sock.unsent):
+            events |= WRITE
+        if events != self._events:
+            assert self.loop is not None
+            self.loop.modify(sock, events, self._on_ready)
+            self._events = events
+        if _pending(sock) and self.loop is not None:
+            self.loop.call(self._on_ready, READ)  # decrypted bytes select cannot see
+
+    # -- loop thread: the socket -----------------------------------------------------------------
+    def _watch(self, sock: Any) -> None:
+        assert self.loop is not None
+        self._sock = sock
+        self._events = READ
+        self.loop.register(sock, READ, self._on_ready)
+
+    def _unwatch(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None and self.loop is not None:
+            self.loop.unregister(sock)
+
+    def _on_ready(self, mask: int) -> None:
+        client = self.client
+        sock = self._sock
+        if client is None or sock is None or client.socket() is not sock:
             return
-        if sock in readable or _pending(sock):
+        if mask & READ:
             for _ in range(_READ_BURST):
                 client.loop_read()
-                if client.socket() is not sock or not _readable(sock):
+                if client.socket() is not sock or not _pending(sock):
                     break
-            self._wake_reports()  # what was read goes to the dispatcher now, not after our turn
-        if client.socket() is sock and sock in writable:
+        if mask & WRITE and client.socket() is sock:
             client.loop_write()
-        if client.socket() is sock:
-            client.loop_misc()
+        if self._closing:
+            self._continue_shutdown()
+            return
         if client.socket() is None:
             self._socket_gone()
+        self._ask_tidy()
 
-    # -- connection state ------------------------------------------------------------------------
+    def _keepalive(self) -> None:
+        """paho's keep-alive: PINGREQ when due, a lost connection when PINGRESP is late."""
+        self._keepalive_timer = None
+        client = self.client
+        if client is None or self.state not in (UP, CONNECTING) or self._sock is None:
+            return
+        client.loop_misc()
+        if client.socket() is None:
+            self._socket_gone()
+        else:
+            self._arm_keepalive()
+        self._ask_tidy()
+
+    def _arm_keepalive(self) -> None:
+        assert self.loop is not None
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
+        # a quarter of the interval: a PINGREQ goes out at most 1.25 keep-alives after the last
+        # packet, inside the broker's 1.5 (checked per connection, not per loop turn)
+        self._keepalive_timer = self.loop.call_later(max(0.25, self.options.keepalive / 4),
+                                                     self._keepalive)
+
+    # -- loop thread: connection state -----------------------------------------------------------
+    def _begin(self) -> None:
+        try:
+            self.client = self._client_factory()
+        except Exception as exc:  # bad TLS files, unusable options: the open fails
+            self._finish(f"{reasons.INTERNAL}: cannot set up the MQTT client for "
+                         f"{self.broker}: {type(exc).__name__}: {exc}")
+            return
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        if not self.on_demand:
+            self._attempt()
+
     def restart(self) -> None:
-        """(Driver thread; on-demand drivers.) Connect now; if connected or connecting, send
+        """(Loop thread; on-demand drivers.) Connect now; if connected or connecting, send
         DISCONNECT first. Used when the credentials changed (a renewed SAS token)."""
         if self.state == DONE:
             return
@@ -275,7 +306,7 @@ class Driver:
         self._attempt()
 
     def park(self) -> None:
-        """(Driver thread; on-demand drivers.) Drop the connection (DISCONNECT if up) and stay
+        """(Loop thread; on-demand drivers.) Drop the connection (DISCONNECT if up) and stay
         disconnected until `restart`; no hook is called."""
         if self.state == DONE:
             return
@@ -288,33 +319,105 @@ class Driver:
         self.hooks.on_failed(detail)
 
     def _attempt(self) -> None:
+        """Begin a connect attempt, in the slot the process's pacer gives it."""
+        self._abandon_attempt()
+        self._generation += 1
+        generation = self._generation
+        self.state = CONNECTING
+        delay = self._pacer.delay()
+        if delay > 0:
+            self._set_timer(delay, lambda: self._attempt_now(generation))
+        else:
+            self._attempt_now(generation)
+
+    def _attempt_now(self, generation: int) -> None:
+        if generation != self._generation or self.state != CONNECTING:
+            return
         client = self.client
-        assert client is not None
+        assert client is not None and self.loop is not None
         self._refused = None
         self._disconnect = None
         self.refused_code = None
         options = self.options
-        self._wake_reports()  # connecting may block (DNS, TCP, TLS handshake)
         try:
             if self._before_attempt is not None:
                 self._before_attempt(client)
-            if self.state == IDLE:
-                kwargs: dict[str, Any] = {}
-                if options.v5:
-                    kwargs["clean_start"] = options.clean_start
-                    kwargs["properties"] = options.connect_properties
-                # connect_async only records the target; the blocking part is reconnect(),
-                # which runs here on the driver thread.
-                client.connect_async(options.endpoint.host, options.endpoint.port,
-                                     options.keepalive, **kwargs)
-            client.reconnect()
-        except Exception as exc:  # DNS, TCP, TLS, WebSocket handshake
-            self._drop_socket()
+            kwargs: dict[str, Any] = {}
+            if options.v5:
+                kwargs["clean_start"] = options.clean_start
+                kwargs["properties"] = options.connect_properties
+            # connect_async only records the target; the socket is ours to open
+            client.connect_async(options.endpoint.host, options.endpoint.port,
+                                 options.keepalive, **kwargs)
+        except Exception as exc:
             self._attempt_failed(reasons.transport_detail(exc, self.broker))
             return
-        _no_delay(client.socket())
-        self.state = CONNECTING
-        self._connack_deadline = time.monotonic() + options.connect_timeout
+        tls = getattr(client, "_ssl_context", None) if options.endpoint.tls else None
+        self._connector = Connector(
+            self.loop, options.endpoint.host, options.endpoint.port, tls=tls,
+            server_hostname=options.endpoint.host, on_socket=no_delay,
+            done=lambda sock, error: self._connected(generation, sock, error))
+        self._set_timer(options.connect_timeout, lambda: self._attempt_timed_out(generation))
+        self._connector.start()
+
+    def _connected(self, generation: int, sock: Any, error: BaseException | None) -> None:
+        if generation != self._generation:
+            if sock is not None:
+                sock.close()
+            return
+        self._connector = None
+        client = self.client
+        assert client is not None
+        if error is not None:
+            self._cancel_timer()
+            self._attempt_failed(reasons.transport_detail(error, self.broker))
+            return
+        client.prepared = sock  # type: ignore[attr-defined]
+        try:
+            client.reconnect()  # the socket (and a WebSocket upgrade over it), then CONNECT
+        except Exception as exc:
+            client.prepared = None  # type: ignore[attr-defined]
+            self._drop_socket()
+            self._cancel_timer()
+            self._attempt_failed(reasons.transport_detail(exc, self.broker))
+            return
+        paho_sock = client.socket()
+        if paho_sock is None:  # paho met an error writing CONNECT
+            self._cancel_timer()
+            self._attempt_failed(f"{reasons.FORCED}: MQTT broker {self.broker} closed the "
+                                 f"connection before CONNACK")
+            return
+        self._watch(paho_sock)
+        self._set_timer(self.options.connect_timeout, lambda: self._connack_timed_out(generation))
+        self._arm_keepalive()
+        self._ask_tidy()
+
+    def _attempt_timed_out(self, generation: int) -> None:
+        if generation == self._generation and self._connector is not None:
+            self._abandon_attempt()
+            self._attempt_failed(reasons.transport_detail(TimeoutError(), self.broker))
+
+    def _connack_timed_out(self, generation: int) -> None:
+        if generation == self._generation and self.state == CONNECTING:
+            self._drop_socket()
+            self._attempt_failed(f"{reasons.FORCED}: no CONNACK from MQTT broker {self.broker} "
+                                 f"within {self.options.connect_timeout:g} s")
+
+    def _abandon_attempt(self) -> None:
+        connector, self._connector = self._connector, None
+        if connector is not None:
+            connector.cancel()
+        self._cancel_timer()
+
+    def _set_timer(self, delay: float, fn: Callable[[], None]) -> None:
+        assert self.loop is not None
+        self._cancel_timer()
+        self._timer = self.loop.call_later(delay, lambda: self._command(fn, ()))
+
+    def _cancel_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
 
     def _attempt_failed(self, detail: str) -> None:
         options = self.options
@@ -332,12 +435,13 @@ class Driver:
         log.warning("MQTT reconnect to %s failed (%s); next attempt in %.2f s",
                     self.broker, detail, delay)
         self.state = DOWN
-        self._next_attempt = time.monotonic() + delay
+        self._set_timer(delay, self._attempt)
 
     def _became_up(self, session_present: bool, limits: BrokerLimits) -> None:
         if self.ever_up:
             log.info("MQTT connection to %s re-established (session present: %s)",
                      self.broker, session_present)
+        self._cancel_timer()  # the CONNACK deadline
         self.state = UP
         self.ever_up = True
         self._attempts = 0
@@ -345,10 +449,12 @@ class Driver:
         self.hooks.on_up(session_present, limits)
 
     def _socket_gone(self) -> None:
+        self._unwatch()
         if self.state == CONNECTING:
             detail = self._refused or self._disconnect_detail() or (
                 f"{reasons.FORCED}: MQTT broker {self.broker} closed the connection before "
                 f"CONNACK")
+            self._cancel_timer()
             self._attempt_failed(detail)
         elif self.state == UP:
             detail = self._disconnect_detail() or f"{reasons.FORCED}: connection to MQTT " \
@@ -362,8 +468,8 @@ class Driver:
             log.warning("MQTT connection lost (%s); reconnecting", detail)
             self.state = DOWN
             self._attempts = 0
-            self._next_attempt = time.monotonic() + backoff_delay(
-                0, self.options.min_delay, self.options.max_delay)
+            self._set_timer(backoff_delay(0, self.options.min_delay, self.options.max_delay),
+                            self._attempt)
             self.hooks.on_down(detail)
 
     def _disconnect_detail(self) -> str | None:
@@ -378,51 +484,98 @@ class Driver:
             return
         self.state = DONE
         self._finished = True  # later calls are dropped
+        self._abandon_attempt()
         self._drop_socket()
         self.hooks.on_failed(detail)
+        self._end()
 
+    def _end(self) -> None:
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
+            self._keepalive_timer = None
+        if self.loop is not None:
+            self.loop.remove_member(self)
+        self._wake_reports()
+        self._done.set()
+
+    def loop_failed(self, detail: str) -> None:
+        """The network loop (or this connection's handler) failed: end with *detail*."""
+        if self.state != DONE:
+            self._finish(detail)
+
+    # -- stopping ------------------------------------------------------------------------------
     def _shutdown(self) -> None:
-        """Stop requested: flush what is queued (acks first), send DISCONNECT, close."""
-        # Commands queued while the last batch ran (e.g. the settlements a draining relay made
-        # just before closing) still go out: otherwise their PUBACKs are lost and the broker
-        # delivers those messages again (measured: duplicates after a relay's SIGTERM).
-        self.core.run_commands()
-        self._stop_requested = False
+        """Stop requested: flush what is queued (acks first), send DISCONNECT, close.
+
+        Commands queued before the stop (e.g. the settlements a draining relay made just before
+        closing) have run already (the loop runs them in order): their PUBACKs go out first,
+        or the broker would deliver those messages again (measured: duplicates after a relay's
+        SIGTERM)."""
+        if self._closing or (self._finished and self.state == DONE and self._done.is_set()):
+            return
+        self._abandon_attempt()
         self.state = DONE
         self._finished = True
-        self._disconnect_now()
+        client = self.client
+        if client is None or client.socket() is None or not client.is_connected():
+            self._drop_socket()
+            self._end()
+            return
+        self._closing = True
+        self._set_timer(_SHUTDOWN_GRACE, self._shutdown_timed_out)
+        self._continue_shutdown()
+
+    def _continue_shutdown(self) -> None:
+        client = self.client
+        sock = self._sock
+        if client is None or sock is None or client.socket() is not sock:
+            self._shutdown_done()
+            return
+        if isinstance(sock, BufferedSocket) and not sock.flush() and not sock.failed:
+            self._watch_writes()  # the acks and publishes not yet written
+            return
+        if client.is_connected():
+            client.disconnect()  # paho writes DISCONNECT and closes the socket
+        if client.socket() is not None and client.want_write():
+            self._watch_writes()
+            return
+        self._shutdown_done()
+
+    def _watch_writes(self) -> None:
+        if self._events != READ | WRITE and self.loop is not None and self._sock is not None:
+            self.loop.modify(self._sock, READ | WRITE, self._on_ready)
+            self._events = READ | WRITE
+
+    def _shutdown_timed_out(self) -> None:
+        if self._closing:
+            self._shutdown_done()
+
+    def _shutdown_done(self) -> None:
+        self._closing = False
+        self._cancel_timer()
+        self._drop_socket()
+        self._end()
 
     def _disconnect_now(self) -> None:
-        """Flush what is queued (acks first), send DISCONNECT if connected, close the socket."""
+        """Send what is buffered and DISCONNECT (as far as the socket takes them at once), then
+        close (restart and park: a reconnect with other credentials follows)."""
+        self._abandon_attempt()
         client = self.client
-        if client is None or client.socket() is None:
-            return
-        self._wake_reports()  # closing may wait for the socket
-        if client.is_connected():
+        if client is not None and client.socket() is not None and client.is_connected():
             sock = client.socket()
-            if isinstance(sock, BufferedSocket):  # the acks and publishes not yet written
-                sock.flush_within(_SHUTDOWN_GRACE)
+            if isinstance(sock, BufferedSocket):
+                sock.flush()
             client.disconnect()
-            deadline = time.monotonic() + _SHUTDOWN_GRACE
-            while client.socket() is not None and client.want_write():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                sock = client.socket()
-                if sock is None:
-                    break
-                _, writable, _ = select.select([], [sock], [], remaining)
-                if writable:
-                    client.loop_write()
         self._drop_socket()
 
     def _drop_socket(self) -> None:
+        self._unwatch()
         client = self.client
         if client is not None and client.socket() is not None:
             # paho has no public "abort the socket" call; _sock_close is what its own loop uses.
             client._sock_close()
 
-    # -- paho callbacks (driver thread, inside loop_read) -----------------------------------------
+    # -- paho callbacks (loop thread, inside loop_read) -----------------------------------------
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
                     properties: Any) -> None:
         if reason_code.is_failure:
@@ -434,7 +587,7 @@ class Driver:
             receive_maximum=getattr(properties, "ReceiveMaximum", None),
             maximum_packet_size=getattr(properties, "MaximumPacketSize", None))
         # At once: PUBLISHes read right after the CONNACK belong to the new connection. New
-        # publishes wait for the next turn, after paho resent its unacknowledged ones.
+        # publishes wait for the tidy of this turn, after paho resent its unacknowledged ones.
         self._became_up(bool(flags.session_present), limits)
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
@@ -443,104 +596,11 @@ class Driver:
                             reason_code.getName())
 
 
-def _no_delay(sock: Any) -> None:
-    """Turn Nagle's algorithm off. paho writes each small packet (a PUBACK is 4 bytes) on its
-    own; with Nagle and the peer's delayed ACKs, every second one waited ~40 ms, which capped a
-    QoS 1 stream at a few hundred messages per second."""
-    raw = getattr(sock, "_socket", sock)  # paho's WebSocket wrapper keeps the TCP socket there
-    with contextlib.suppress(AttributeError, OSError):
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def _unsent(sock: Any) -> bool:
-    return isinstance(sock, BufferedSocket) and sock.unsent > 0
-
-
 def _pending(sock: Any) -> bool:
-    """Bytes already decrypted/buffered (TLS, WebSocket) that select() cannot see."""
+    """Bytes already decrypted/buffered (TLS, WebSocket) that the selector cannot see."""
     pending = getattr(sock, "pending", None)
     try:
         return bool(pending is not None and pending() > 0)
     except (OSError, ValueError):
         return False
 
-
-def _readable(sock: Any) -> bool:
-    if _pending(sock):
-        return True
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError, TypeError):
-        return False
-    return bool(readable)
-
-
-# -- building the paho client --------------------------------------------------------------------
-
-
-def tls_context(ca_file: str | None, cert_file: str | None, key_file: str | None, *,
-                verify: bool, insecure: bool) -> ssl.SSLContext:
-    """Verification is on unless turned off explicitly; turning it off is logged (WARNING) each
-    time a connection is set up, since anyone on the path can then impersonate the broker."""
-    context = ssl.create_default_context(cafile=ca_file)
-    if cert_file:
-        context.load_cert_chain(cert_file, key_file)
-    if insecure:
-        context.check_hostname = False
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        log.warning("MQTT TLS certificate verification is OFF (mqtt.verify = false): the "
-                    "broker's identity is not checked")
-    elif insecure:
-        log.warning("MQTT TLS host-name check is OFF (mqtt.insecure = true): any certificate "
-                    "the CA signed is accepted for this broker")
-    return context
-
-
-class _Client(paho.Client):
-    """paho's client on a `BufferedSocket` (fewer system calls per packet)."""
-
-    def _create_socket(self) -> Any:
-        return BufferedSocket(super()._create_socket(),
-                              coalesce_writes=self.transport != "websockets")
-
-
-def build_client(*, endpoint: MQTTEndpoint, client_id: str, v5: bool, clean_start: bool,
-                 username: str | None, password: str | None, connect_timeout: float,
-                 tls: ssl.SSLContext | None) -> paho.Client:
-    """A paho client configured for our loop: manual acks, no paho-side window or retry."""
-    kwargs: dict[str, Any] = {
-        "callback_api_version": CallbackAPIVersion.VERSION2,
-        "client_id": client_id,
-        "protocol": paho.MQTTv5 if v5 else paho.MQTTv311,
-        "transport": "websockets" if endpoint.websockets else "tcp",
-        "reconnect_on_failure": False,
-        "manual_ack": True,
-    }
-    if not v5:
-        kwargs["clean_session"] = clean_start
-    client = _Client(**kwargs)
-    client.connect_timeout = connect_timeout
-    client.max_inflight_messages_set(0)  # the backend keeps the window (link credit)
-    client.max_queued_messages_set(0)
-    if endpoint.websockets:
-        client.ws_set_options(path=endpoint.ws_path)
-    if tls is not None:
-        client.tls_set_context(tls)
-    if username is not None:
-        client.username_pw_set(username, password)
-    # paho logs every packet: only when its logger was asked for explicitly (not inherited)
-    paho_log = logging.getLogger("bridge.backends.mqtt.paho")
-    if paho_log.level and paho_log.level <= logging.DEBUG:
-        client.enable_logger(paho_log)
-    return client
-
-
-def connect_properties(*, receive_maximum: int, session_expiry: int) -> Properties:
-    """MQTT 5 CONNECT properties: our Receive Maximum (receivers' credit), session expiry."""
-    props = Properties(PacketTypes.CONNECT)
-    props.ReceiveMaximum = receive_maximum
-    if session_expiry:
-        props.SessionExpiryInterval = session_expiry
-    return props

@@ -19,7 +19,8 @@ from bridge.backends.iothub.backend import IoTHubBackend
 from bridge.contract.backend import Outcome
 from bridge.contract.message import Message
 from bridge.engines.mqtt.inbound import Token
-from bridge.engines.mqtt.transport import BrokerLimits, Timer
+from bridge.engines.mqtt.transport import BrokerLimits
+from bridge.loop.core import Timer
 from tests.conftest import register_secret
 from tests.support.contexts import backend_context
 

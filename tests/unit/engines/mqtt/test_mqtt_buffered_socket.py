@@ -10,8 +10,8 @@ import paho.mqtt.client as paho
 import pytest
 
 from bridge.engines.mqtt.bufferedsocket import READ_CHUNK, BufferedSocket
+from bridge.engines.mqtt.client import build_client
 from bridge.engines.mqtt.endpoint import parse_broker_url
-from bridge.engines.mqtt.transport import build_client
 
 
 @pytest.fixture

@@ -141,7 +141,7 @@ def test_transport_failures(exc: BaseException, words: str) -> None:
 
 
 def test_paho_client_is_built_for_our_loop() -> None:
-    from bridge.engines.mqtt.transport import build_client, connect_properties, tls_context
+    from bridge.engines.mqtt.client import build_client, connect_properties, tls_context
 
     tls = tls_context(None, None, None, verify=False, insecure=True)
     assert tls.verify_mode == ssl.CERT_NONE and not tls.check_hostname

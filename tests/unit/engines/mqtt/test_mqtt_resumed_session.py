@@ -82,8 +82,8 @@ def test_the_mqtt_backend_holds_them() -> None:
                                           events=SimpleNamespace(), agent_id="a"))
     try:
         assert backend.inbox.options.hold_resumed is True
-    finally:  # never opened: close the driver's wake-up sockets
-        backend.driver.core.close()
+    finally:  # never opened: nothing to release but the driver itself
+        backend.close()
 
 
 def test_clean_or_reconnected_sessions_still_drop_unrouted_messages() -> None:
@@ -126,16 +126,24 @@ def test_commands_queued_during_the_last_batch_still_run_at_shutdown() -> None:
     from bridge.backends.mqtt.backend import MQTTBackend
     from tests.support.contexts import backend_context
 
+    from bridge.engines.mqtt.transport import Driver
+    from bridge.loop.network import LoopPool
+
     backend = MQTTBackend(backend_context(Settings(backend="mqtt"), url="amqps://hub",
                                           events=SimpleNamespace(), agent_id="a"))
-    driver = backend.driver
+    pool = LoopPool(1, name="test-shutdown")
+    # on demand: started without connecting, so only the commands and the stop are at work
+    driver = Driver(backend._make_client, backend.driver.options, backend, "test",
+                    wake_reports=lambda: None, on_demand=True, loops=pool)
     ran: list[int] = []
     try:
-        driver.call(ran.append, 1)  # queued after the batch being run had been taken
-        driver._stop_requested = True
-        driver._shutdown()
+        driver.start()
+        driver.call(ran.append, 1)  # queued just before the stop, behind other work
+        driver.stop()
+        assert driver.join(5)
         assert ran == [1]
         driver.call(ran.append, 2)  # after shutdown: dropped, as before
-        assert not driver.core.pending and ran == [1]
-    finally:  # never started: its thread never ran to close the wake-up sockets
-        driver.core.close()
+        assert ran == [1]
+    finally:
+        for loop in pool.loops:
+            loop.stop()

@@ -71,5 +71,5 @@ def test_backend_passes_the_group_to_its_inbox() -> None:
         "shared_group": "g1"}), url="amqps://hub", events=SimpleNamespace(), agent_id="a"))
     try:
         assert backend.inbox.options.shared_group == "g1"
-    finally:  # never opened: its driver thread never ran to close the wake-up sockets
-        backend.driver.core.close()
+    finally:  # never opened: nothing to release but the driver itself
+        backend.close()
