@@ -24,18 +24,22 @@ from bridge.contract.factory import AMQP
 from bridge.contract.runtime import OutboxOptions, Runtime, RuntimeOptions
 from bridge.loop.core import Timer
 from bridge.loop.dispatcher import Dispatcher
+from bridge.loop.pool import DispatchPool, shared_pool
 from bridge.settings import Settings
 
 agent_log = logging.getLogger("bridge.agent")
 
 
 class Imp:
-    """The parts of imp's ``imp`` object agent code uses with AMQP: timers."""
+    """The parts of imp's ``imp`` object agent code uses with AMQP: timers, and
+    ``imp.configparams`` (what the agent was configured with: a device's row under
+    ``bridge fleet``)."""
 
-    __slots__ = ("_rt",)
+    __slots__ = ("_rt", "configparams")
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, configparams: dict[str, Any] | None = None) -> None:
         self._rt = runtime
+        self.configparams: dict[str, Any] = dict(configparams or {})
 
     def wakeup(self, seconds: float, callback: Callable[[], Any]) -> Timer:
         """Run *callback()* on the dispatcher after *seconds* (0: on a later turn)."""
@@ -106,16 +110,21 @@ class BackendSelection:
 class Agent:
     """One ported agent: settings, a dispatcher, and ``amqp`` / ``imp`` / ``server``."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *,
+                 configparams: dict[str, Any] | None = None,
+                 pool: DispatchPool | None = None) -> None:
         self.settings = settings if settings is not None else Settings()
-        self._dispatcher = Dispatcher(f"dispatcher-{self.settings.agent_id}")
+        self._dispatcher = Dispatcher(self.settings.agent_id)
+        self._dispatcher.on_failure = self._dispatcher_failed
         self._rt = Runtime(runtime_options(self.settings), self._dispatcher,
                            BackendSelection(self.settings))
         self.amqp = AMQP(self._rt)
-        self.imp = Imp(self._rt)
+        self.imp = Imp(self._rt, configparams)
         self.server = Server()
-        self._thread: threading.Thread | None = None
+        self._pool = pool
         self._closed = False
+        # what ended its dispatching, if something did (a bug, or SystemExit in a callback)
+        self.failure: BaseException | None = None
 
     # -- dispatching ------------------------------------------------------------------------
     def run(self, timeout: float | None = None) -> None:
@@ -129,21 +138,29 @@ class Agent:
         return self._dispatcher.run(timeout, predicate)
 
     def start(self) -> None:
-        """Dispatch on a background thread (for applications with their own main loop)."""
-        if self._thread is not None and self._thread.is_alive():
+        """Dispatch in the background (for applications with their own main loop): the agent's
+        callbacks run on the process's dispatcher pool, still in order and one at a time."""
+        if self._dispatcher._pool is not None:
             raise RuntimeError("agent already started")
-        self._thread = threading.Thread(target=self._dispatcher.run,
-                                        name=f"bridge-dispatcher-{self.settings.agent_id}",
-                                        daemon=True)
-        self._thread.start()
+        self._dispatcher.attach(self._pool or shared_pool())
 
     def stop(self) -> None:
-        """Make `run` / `run_until` (or the `start` thread) return after the current callback."""
-        self._dispatcher.request_stop()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
-            self._thread = None
+        """Make `run` / `run_until` return (or end `start`'s background dispatching) after the
+        current callback."""
+        if self._dispatcher._pool is not None:
+            self._dispatcher.detach()
+        else:
+            self._dispatcher.request_stop()
+
+    def _dispatcher_failed(self, exc: BaseException) -> None:
+        """Dispatching this agent raised past every handler: its connections end with the
+        cause (``CONNECTION_ERROR``), so nothing waits on a dead agent."""
+        self.failure = exc
+        detail = f"amqp:internal-error: the agent's dispatcher failed: {exc!r}"
+        with self._rt.lock:
+            cores = list(self._rt.connections.values())
+        for core in cores:
+            core._end(2, detail, tell_backend=True)
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the dispatcher (thread-safe): how other threads reach agent code."""
@@ -172,6 +189,10 @@ class Agent:
         if not self._dispatcher.on_dispatcher_thread():
             for core in cores:
                 core.backend.wait_closed(self.settings.close_timeout)
+            if self._dispatcher._pool is not None:  # let the pool deliver the *_CLOSED events
+                delivered = threading.Event()
+                self._rt.post(delivered.set)
+                delivered.wait(self.settings.close_timeout)
         self.stop()
 
     def __enter__(self) -> Agent:

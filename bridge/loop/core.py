@@ -63,9 +63,10 @@ class LoopCore:
         self._timers: list[tuple[float, int, Timer]] = []
         self._timer_seq = itertools.count()
         self._timer_lock = threading.Lock()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        # made on first use (`fileno`): a core nobody ever sleeps on (a pooled agent's queue)
+        # costs no descriptors
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
         self._sleeping = False
         self._wake_owed = False  # a quiet call found the owner asleep: `wake` must write
         self._closed = False
@@ -119,12 +120,20 @@ class LoopCore:
         return self._closed
 
     def _write_wake_byte(self) -> None:
+        wake_w = self._wake_w
+        if wake_w is None:
+            return  # nobody sleeps on this core: there is no one to wake
         with contextlib.suppress(BlockingIOError, OSError):  # full: already awake; closed
-            self._wake_w.send(b"\0")
+            wake_w.send(b"\0")
 
     # -- the owner thread -------------------------------------------------------------------
     def fileno(self) -> int:
-        """The descriptor that becomes readable when the owner is woken."""
+        """The descriptor that becomes readable when the owner is woken (owner thread)."""
+        if self._wake_r is None:
+            wake_r, wake_w = socket.socketpair()
+            wake_r.setblocking(False)
+            wake_w.setblocking(False)
+            self._wake_r, self._wake_w = wake_r, wake_w
         return self._wake_r.fileno()
 
     def run_commands(self, limit: int | None = None) -> int:
@@ -192,11 +201,12 @@ class LoopCore:
         """The owner is awake again; *readable*: the wake-up descriptor was readable."""
         self._sleeping = False
         self._wake_owed = False
-        if readable:
+        wake_r = self._wake_r
+        if readable and wake_r is not None:
             # One read takes every byte written so far (a full buffer: read again); reading
             # until it fails would cost a second system call per wake-up.
             with contextlib.suppress(BlockingIOError, OSError):
-                while len(self._wake_r.recv(4096)) == 4096:
+                while len(wake_r.recv(4096)) == 4096:
                     pass
 
     def refuse(self) -> None:
@@ -207,5 +217,6 @@ class LoopCore:
     def close(self) -> None:
         """Refuse further calls and release the wake-up sockets (owner thread, at the end)."""
         self.refuse()
-        self._wake_r.close()
-        self._wake_w.close()
+        for sock in (self._wake_r, self._wake_w):
+            if sock is not None:
+                sock.close()

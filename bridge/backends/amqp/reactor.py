@@ -59,6 +59,7 @@ class CommandQueue:
 
     def __init__(self, name: str = "amqp-reactor") -> None:
         self.core = LoopCore(name)
+        self.core.fileno()  # the wake-up socket now: proton selects on it from the start
         self._lock = threading.Lock()
         self._signalled = False
         self._deferred = 0  # commands queued since the last wake-up without one of their own

@@ -146,7 +146,9 @@ def _in_thread(fn) -> None:  # type: ignore[no-untyped-def]
 
 def test_a_batching_thread_wakes_a_sleeping_dispatcher_once_when_it_flushes() -> None:
     first, second = Dispatcher(), Dispatcher()
-    first.core._sleeping = second.core._sleeping = True  # as while they wait in select
+    for dispatcher in (first, second):  # as while they wait in select
+        dispatcher.core.fileno()
+        dispatcher.core._sleeping = True
     woken_before_flush: list[int] = []
 
     def network_thread() -> None:
@@ -166,6 +168,7 @@ def test_a_batching_thread_wakes_a_sleeping_dispatcher_once_when_it_flushes() ->
 
 def test_other_threads_still_wake_the_dispatcher_at_once() -> None:
     dispatcher = Dispatcher()
+    dispatcher.core.fileno()
     dispatcher.core._sleeping = True
 
     def user_thread() -> None:
