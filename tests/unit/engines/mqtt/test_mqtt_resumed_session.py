@@ -124,10 +124,9 @@ def test_commands_queued_during_the_last_batch_still_run_at_shutdown() -> None:
 
     from bridge import Settings
     from bridge.backends.mqtt.backend import MQTTBackend
-    from tests.support.contexts import backend_context
-
     from bridge.engines.mqtt.transport import Driver
     from bridge.loop.network import LoopPool
+    from tests.support.contexts import backend_context
 
     backend = MQTTBackend(backend_context(Settings(backend="mqtt"), url="amqps://hub",
                                           events=SimpleNamespace(), agent_id="a"))
