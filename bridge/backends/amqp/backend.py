@@ -1,6 +1,7 @@
 """`AMQPBackend`: the command side of one AMQP connection, callable from any thread.
 
-Every command only queues a call for the connection's reactor thread (`reactor.Reactor`), so
+Every command only queues a call for the connection's reactor thread (its `reactor.ReactorSlot`
+on one of the process's shared reactors), so
 none of them touches a socket or blocks; what happens on the wire comes back through the
 `BackendEvents` of the connection (see `handler.ConnectionHandler`).
 """
@@ -12,7 +13,7 @@ from typing import Any
 
 from bridge.backends.amqp.endpoint import AMQPConnectOptions, connect_options
 from bridge.backends.amqp.handler import ConnectionHandler
-from bridge.backends.amqp.reactor import Deferred, Reactor
+from bridge.backends.amqp.reactor import Deferred, ReactorPool, ReactorSlot, shared_reactors
 from bridge.backends.amqp.settings import AMQPSettings
 from bridge.contract.backend import (
     BackendContext,
@@ -35,12 +36,12 @@ SETTLE_DELAY = 0.005
 class AMQPBackend:
     """One `Connection` on a real AMQP 1.0 peer."""
 
-    def __init__(self, context: BackendContext) -> None:
+    def __init__(self, context: BackendContext, reactors: ReactorPool | None = None) -> None:
         self.events = context.events
         self.wake = context.wake
         self._name = f"bridge-amqp-{context.agent_id}-{context.connection_index}"
         self._problem: str | None = None
-        self._reactor: Reactor | None = None
+        self._reactor: ReactorSlot | None = None
         self._closed = False
         self.options: AMQPConnectOptions | None
         try:
@@ -53,6 +54,7 @@ class AMQPBackend:
         self._handler = ConnectionHandler(self.options, self.events, context.close_timeout,
                                           context.wake)
         self._later = context.later
+        self._reactors: ReactorPool = reactors or shared_reactors()
         # A quarter of the credit at most waits in a batch: the peer never runs dry for it.
         self._settle_batch = min(SETTLE_BATCH, self.options.prefetch // 4)
 
@@ -64,14 +66,15 @@ class AMQPBackend:
             return
         if self._reactor is not None or self._closed:
             return
-        reactor = Reactor(self._handler, self._name, self._on_crash, self.wake)
-        self._handler.reactor = reactor
-        self._reactor = reactor
-        reactor.start()
+        slot = self._reactors.place(self._on_crash)
+        self._handler.reactor = slot
+        self._reactor = slot
+        slot.start(self._handler.start)
 
     def _on_crash(self, exc: BaseException) -> None:
         if not self._handler.ended:
             self.events.connection_error(f"amqp:internal-error: the AMQP reactor failed: {exc!r}")
+            self.wake()
 
     def close(self) -> None:
         self._closed = True

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from proton import Condition, Delivery, Disposition, Endpoint, SSLDomain, Terminus
+from proton import Condition, Delivery, Disposition, Endpoint, Handler, SSLDomain, Terminus
 
 from bridge.backends.amqp import codec
 from bridge.backends.amqp.endpoint import plaintext_credentials_problem
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from proton import Connection, Event, Link, Session
 
     from bridge.backends.amqp.endpoint import AMQPConnectOptions
-    from bridge.backends.amqp.reactor import Reactor
+    from bridge.backends.amqp.reactor import ReactorSlot
     from bridge.contract.backend import BackendEvents, LinkHandle, SessionHandle, TransferHandle
 
 log = logging.getLogger("bridge.backends.amqp")
@@ -90,17 +90,18 @@ class _LinkState:
         return not (self.ended or self.local_closed)
 
 
-class ConnectionHandler:
-    """The proton handler of one connection (the container's only handler)."""
+class ConnectionHandler(Handler):
+    """The proton handler of one connection (connection-scoped, on a shared reactor)."""
 
     def __init__(self, options: AMQPConnectOptions, events: BackendEvents,
                  close_timeout: float, wake: Callable[[], None] | None = None) -> None:
         self.options = options
-        self.events = events
+        # every report also asks the reactor to wake this agent's dispatcher before it waits
+        self.events: BackendEvents = _Reporting(events, self._reported)
         # the dispatcher, for what this reactor reported (None: a handler driven by a test)
         self.wake: Callable[[], None] = wake or (lambda: None)
         self.close_timeout = close_timeout
-        self.reactor: Reactor | None = None  # set by the backend before the thread starts
+        self.reactor: ReactorSlot | None = None  # set by the backend before it starts
         self.conn: Connection | None = None
         self.state = _CONNECTING
         self.local_closed = False
@@ -111,13 +112,17 @@ class ConnectionHandler:
         self.malformed = 0  # received messages that were undecodable or needed mapping/dropping
         self._timers: list[Any] = []
 
-    # -- connection ---------------------------------------------------------------------------
-    def on_reactor_quiesced(self, event: Event) -> None:
-        # Every event read so far is handled and the reactor is about to wait on its sockets:
-        # now the dispatcher is woken, once, for all it was handed.
-        self.wake()
+    def _reported(self) -> None:
+        slot = self.reactor
+        if slot is not None:
+            slot.reactor.reported(id(self), self.wake)
+        else:
+            self.wake()
 
-    def on_reactor_init(self, event: Event) -> None:
+    # -- connection ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """(Reactor thread.) Connect (the first command of this connection's slot)."""
+        assert self.reactor is not None
         opts = self.options
         if self.local_closed:  # closed before the thread got going
             self._finish()
@@ -151,9 +156,9 @@ class ConnectionHandler:
             kwargs["virtual_host"] = opts.virtual_host
         try:
             ssl_domain = self._ssl_domain()
-            self.conn = event.container.connect(
-                url=opts.address, reconnect=False, heartbeat=opts.idle_timeout or None,
-                ssl_domain=ssl_domain, **kwargs)
+            self.conn = self.reactor.container.connect(
+                url=opts.address, handler=self, reconnect=False,
+                heartbeat=opts.idle_timeout or None, ssl_domain=ssl_domain, **kwargs)
         except Exception as exc:  # bad CA/cert file, SSL unavailable ...
             self._fail_connection(f"amqp:invalid-field: cannot start the connection to "
                                   f"{opts.address}: {exc}")
@@ -570,3 +575,22 @@ class ConnectionHandler:
 
 _TERMINAL = frozenset({Disposition.ACCEPTED, Disposition.REJECTED, Disposition.RELEASED,
                        Disposition.MODIFIED})
+
+
+class _Reporting:
+    """`BackendEvents` that note each report (the reactor wakes the dispatcher once, later)."""
+
+    def __init__(self, events: BackendEvents, note: Callable[[], None]) -> None:
+        self._events = events
+        self._note = note
+
+    def __getattr__(self, name: str) -> Any:
+        report = getattr(self._events, name)
+        note = self._note
+
+        def noted(*args: Any) -> Any:
+            note()
+            return report(*args)
+
+        setattr(self, name, noted)  # built once per report kind
+        return noted

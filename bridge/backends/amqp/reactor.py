@@ -8,9 +8,12 @@ byte per batch and never blocks: a burst of a million ``sendasync`` calls costs 
 appends and a handful of socket writes, and a busy reactor can never make a user thread wait on
 a full pipe.
 
-One reactor thread serves one connection. The thread lives exactly as long as the connection
-(closing it ends the thread, so `join` is ``wait_closed``), a fault in one connection's handler
-cannot stall another, and an agent has at most a few connections (imp capped them at 4).
+A `Reactor` is one proton container on one thread. The process shares a few (`ReactorPool`,
+one per core by default): each connection is a `ReactorSlot` on the least loaded one, with its
+own connection-scoped handler, so a fleet of agents needs a handful of reactor threads, not one
+per connection. The container waits with an epoll selector (`selector.EpollSelector`), not
+proton's ``select()``. When the reactor is about to wait, it wakes the dispatchers of the
+connections that reported something (`Reactor.reported`), once each.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from typing import Any
 from proton import Event, Handler
 from proton.reactor import Container
 
+from bridge.backends.amqp import selector
 from bridge.loop.core import LoopCore
+from bridge.loop.network import default_loop_count
 
 log = logging.getLogger("bridge.backends.amqp")
 
@@ -151,13 +156,21 @@ class Reactor:
         # the dispatcher, for what this thread reported (None: a reactor driven by a test)
         self._wake_reports: Callable[[], None] = wake_reports or (lambda: None)
         self.container = Container(handler)
+        selector.install(self.container)
         # proton takes any object with fileno() and selectable handlers, as its EventInjector
         self.container.selectable(self.commands)  # type: ignore[arg-type]
         self._on_crash = on_crash
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._started = False
+        self._start_lock = threading.Lock()
+        self.slots: set[ReactorSlot] = set()
+        self._to_wake: dict[int, Callable[[], None]] = {}
 
     def start(self) -> None:
-        self._thread.start()
+        with self._start_lock:
+            if not self._started:
+                self._started = True
+                self._thread.start()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> bool:
         return self.commands.submit(fn, *args)
@@ -171,8 +184,21 @@ class Reactor:
     def on_reactor_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
+    def reported(self, key: int, wake: Callable[[], None]) -> None:
+        """(Reactor thread.) A connection reported something: wake its dispatcher (once)
+        before the reactor next waits."""
+        self._to_wake[key] = wake
+
+    def wake_reported(self) -> None:
+        """(Reactor thread, about to wait.) Wake every dispatcher that was reported to."""
+        if self._to_wake:
+            to_wake, self._to_wake = self._to_wake, {}
+            for wake in to_wake.values():
+                wake()
+        self._wake_reports()
+
     def finish(self) -> None:
-        """End the event loop once the connection is gone (reactor thread)."""
+        """End the event loop (reactor thread)."""
         self.commands.stop()
         self.container.stop()
 
@@ -191,6 +217,123 @@ class Reactor:
             log.exception("AMQP reactor thread %s crashed", self._thread.name)
             self.commands.stop()
             self._on_crash(exc)
+            for slot in list(self.slots):
+                slot.crashed(exc)
         finally:
-            self._wake_reports()
+            self.wake_reported()
             self.commands.close()
+
+
+class _Shared:
+    """The container-level handler of a shared reactor."""
+
+    def __init__(self) -> None:
+        self.reactor: Reactor | None = None
+
+    def on_reactor_quiesced(self, event: Event) -> None:
+        # Every event read so far is handled and the reactor is about to wait on its sockets:
+        # now each dispatcher is woken, once, for all it was handed.
+        if self.reactor is not None:
+            self.reactor.wake_reported()
+
+
+class ReactorSlot:
+    """One connection's place on a shared `Reactor`: its commands, its end, its timers."""
+
+    def __init__(self, reactor: Reactor, on_crash: Callable[[BaseException], None]) -> None:
+        self.reactor = reactor
+        self.container = reactor.container
+        self._on_crash = on_crash
+        self._done = threading.Event()
+        self._finished = False
+        self._started = False
+
+    def start(self, begin: Callable[[], None]) -> None:
+        """Join the reactor and run *begin* (the connect) on its thread."""
+        self._started = True
+        self.reactor.slots.add(self)
+        self.reactor.start()
+        if not self.submit(begin):
+            self.crashed(RuntimeError("the AMQP reactor has stopped"))
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> bool:
+        if self._finished:
+            return False
+        return self.reactor.submit(self._run, fn, args)
+
+    def submit_deferred(self, fn: Callable[..., Any], *args: Any, batch: int) -> Deferred:
+        if self._finished:
+            return Deferred.REFUSED
+        return self.reactor.submit_deferred(self._run, fn, args, batch=batch)
+
+    def kick(self) -> None:
+        self.reactor.kick()
+
+    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        if not self._finished:
+            fn(*args)
+
+    def on_reactor_thread(self) -> bool:
+        return self.reactor.on_reactor_thread()
+
+    def finish(self) -> None:
+        """(Reactor thread.) This connection is over: no more commands; `join` returns."""
+        if self._finished:
+            return
+        self._finished = True
+        self.reactor.slots.discard(self)
+        self._done.set()
+
+    def crashed(self, exc: BaseException) -> None:
+        if not self._finished:
+            self._finished = True
+            self.reactor.slots.discard(self)
+            self._on_crash(exc)
+            self._done.set()
+
+    def join(self, timeout: float | None) -> bool:
+        if not self._started:
+            return True
+        return self._done.wait(timeout)
+
+
+class ReactorPool:
+    """A fixed few shared reactors; a connection joins the least loaded one."""
+
+    def __init__(self, size: int | None = None, name: str = "bridge-amqp") -> None:
+        self.size = max(1, size or default_loop_count())
+        self.name = name
+        self._reactors: list[Reactor] = []
+        self._lock = threading.Lock()
+
+    def place(self, on_crash: Callable[[BaseException], None]) -> ReactorSlot:
+        with self._lock:
+            self._reactors = [r for r in self._reactors if not r._started or r._thread.is_alive()]
+            if len(self._reactors) < self.size:
+                shared = _Shared()
+                reactor = Reactor(shared, f"{self.name}-{len(self._reactors) + 1}",
+                                  lambda exc: None)
+                shared.reactor = reactor
+                self._reactors.append(reactor)
+            else:
+                reactor = min(self._reactors, key=lambda r: len(r.slots))
+            slot = ReactorSlot(reactor, on_crash)
+            reactor.slots.add(slot)  # counted from now on (placement is by load)
+            return slot
+
+    @property
+    def reactors(self) -> list[Reactor]:
+        return list(self._reactors)
+
+
+_shared_pool: ReactorPool | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_reactors() -> ReactorPool:
+    """The process-wide AMQP reactors (started with their first connection)."""
+    global _shared_pool
+    with _shared_lock:
+        if _shared_pool is None:
+            _shared_pool = ReactorPool()
+        return _shared_pool
