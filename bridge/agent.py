@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from types import TracebackType
@@ -21,10 +22,12 @@ from typing import Any
 from bridge.backends.registry import load_backend
 from bridge.contract.backend import Backend, BackendContext, BackendFactory
 from bridge.contract.factory import AMQP
+from bridge.contract.objects import NodeState
 from bridge.contract.runtime import OutboxOptions, Runtime, RuntimeOptions
 from bridge.loop.core import Timer
 from bridge.loop.dispatcher import Dispatcher
-from bridge.loop.pool import DispatchPool, shared_pool
+from bridge.loop.network import configure_shared_loops
+from bridge.loop.pool import DispatchPool, configure_shared_pool, shared_pool
 from bridge.settings import Settings
 
 agent_log = logging.getLogger("bridge.agent")
@@ -89,6 +92,23 @@ def runtime_options(settings: Settings) -> RuntimeOptions:
         close_timeout=settings.close_timeout, outbox=outbox)
 
 
+_threads_sized = False
+
+
+def size_shared_threads(settings: Settings) -> None:
+    """Size the process's shared threads from the first agent's ``threads`` settings."""
+    global _threads_sized
+    if _threads_sized:
+        return
+    _threads_sized = True
+    threads = settings.threads
+    if threads.network_loops:
+        configure_shared_loops(threads.network_loops)
+    if threads.dispatch_workers or threads.dispatch_max_workers:
+        configure_shared_pool(threads.dispatch_workers or None,
+                              threads.dispatch_max_workers or None)
+
+
 class BackendSelection:
     """Turns a connection's `BackendContext` into a backend, as *settings* say: the router when
     routes are set, else ``settings.backend``; the backend gets its own settings section."""
@@ -114,6 +134,7 @@ class Agent:
                  configparams: dict[str, Any] | None = None,
                  pool: DispatchPool | None = None) -> None:
         self.settings = settings if settings is not None else Settings()
+        size_shared_threads(self.settings)
         self._dispatcher = Dispatcher(self.settings.agent_id)
         self._dispatcher.on_failure = self._dispatcher_failed
         self._rt = Runtime(runtime_options(self.settings), self._dispatcher,
@@ -123,8 +144,11 @@ class Agent:
         self.server = Server()
         self._pool = pool
         self._closed = False
+        self._closing: list[Any] = []
         # what ended its dispatching, if something did (a bug, or SystemExit in a callback)
         self.failure: BaseException | None = None
+        # told (on a pool worker) when that happens, after the connections were ended
+        self.on_failure: Callable[[BaseException], None] | None = None
 
     # -- dispatching ------------------------------------------------------------------------
     def run(self, timeout: float | None = None) -> None:
@@ -161,6 +185,8 @@ class Agent:
             cores = list(self._rt.connections.values())
         for core in cores:
             core._end(2, detail, tell_backend=True)
+        if self.on_failure is not None:
+            self.on_failure(exc)
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the dispatcher (thread-safe): how other threads reach agent code."""
@@ -171,28 +197,61 @@ class Agent:
     def dispatching(self) -> bool:
         return self._dispatcher.running
 
+    def status(self) -> str:
+        """``connected`` (every connection open and its backend up), ``reconnecting``,
+        ``connecting``, ``idle`` (no connection) or ``failed`` (its dispatching failed)."""
+        if self.failure is not None:
+            return "failed"
+        with self._rt.lock:
+            cores = list(self._rt.connections.values())
+        if not cores:
+            return "idle"
+        states = [getattr(core.backend, "status", lambda: "up")() for core in cores]
+        if "reconnecting" in states:
+            return "reconnecting"
+        if all(state == "up" for state in states) and \
+                all(core.state == NodeState.OPEN for core in cores):
+            return "connected"
+        return "connecting"
+
+    def counters(self) -> tuple[int, int, int]:
+        """(deliveries received, transfers confirmed, error events) so far."""
+        rt = self._rt
+        return rt.received, rt.confirmed, rt.errors
+
     # -- shutdown ---------------------------------------------------------------------------
     def close(self) -> None:
         """Close every connection this agent opened, wait for the backends, then stop.
 
-        Idempotent. Pending ``*_CLOSED`` events are delivered if the agent is dispatching on a
-        background thread; otherwise they are dropped with the agent.
+        Idempotent. Pending ``*_CLOSED`` events are delivered if the agent is dispatching in
+        the background (`start`); otherwise they are dropped with the agent.
         """
+        self.begin_close()
+        self.finish_close(time.monotonic() + self.settings.close_timeout)
+
+    def begin_close(self) -> None:
+        """Close every connection without waiting (the first half of `close`: a fleet closes
+        thousands of agents this way, then waits for all of them at once)."""
         if self._closed:
             return
         self._closed = True
         rt = self._rt
         with rt.lock:
-            cores = list(rt.connections.values())
-        for core in cores:
+            self._closing = list(rt.connections.values())
+        for core in self._closing:
             core._end(1, None, tell_backend=True)
+
+    def finish_close(self, deadline: float) -> None:
+        """Wait (until *deadline*, a ``time.monotonic()``) for the backends and the *_CLOSED
+        events, then stop dispatching."""
+        cores, self._closing = self._closing, []
         if not self._dispatcher.on_dispatcher_thread():
             for core in cores:
-                core.backend.wait_closed(self.settings.close_timeout)
+                core.backend.wait_closed(max(0.0, deadline - time.monotonic()))
             if self._dispatcher._pool is not None:  # let the pool deliver the *_CLOSED events
                 delivered = threading.Event()
                 self._rt.post(delivered.set)
-                delivered.wait(self.settings.close_timeout)
+                delivered.wait(max(0.0, deadline - time.monotonic()))
         self.stop()
 
     def __enter__(self) -> Agent:

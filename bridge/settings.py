@@ -29,6 +29,7 @@ from pydantic_settings import (
 
 from bridge.backends.registry import BUILTIN_ORDER, backend_entries, backend_names
 from bridge.errors import ConfigError
+from bridge.fleet.settings import FleetSettings
 from bridge.migration.routing import validate_routes
 from bridge.migration.settings import RelaySettings, RouteRule, ShadowSettings
 from bridge.settings_base import (
@@ -60,6 +61,19 @@ class RoutingSettings(Section):
         False, description="Also copy a child's events to the connection callback when the "
                            "child has its own callback (imp behaviour is unconfirmed; off = "
                            "each event is delivered once).")
+class ThreadSettings(Section):
+    """The process's shared threads (the first agent's settings size them)."""
+
+    network_loops: int = Field(0, ge=0, description="Network loop threads driving every MQTT "
+                               "and IoT Hub connection (0: one per core).")
+    amqp_reactors: int = Field(0, ge=0, description="proton reactor threads shared by every "
+                               "AMQP connection (0: one per core).")
+    dispatch_workers: int = Field(0, ge=0, description="Workers that run the callbacks of "
+                                  "agents started with agent.start() (0: two per core).")
+    dispatch_max_workers: int = Field(0, ge=0, description="Most workers while callbacks block "
+                                      "(0: sixteen times dispatch_workers).")
+
+
 class OutboxSettings(Section):
     """The durable outbox (off unless ``path`` is set): sends survive outages and restarts."""
 
@@ -109,6 +123,8 @@ class SettingsCore(BaseSettings):
     shadow: ShadowSettings = Field(default_factory=ShadowSettings)
     relay: RelaySettings = Field(default_factory=RelaySettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    threads: ThreadSettings = Field(default_factory=ThreadSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
 
     if TYPE_CHECKING:  # the backend sections are added from the registry (see below)
         def __getattr__(self, name: str) -> Any: ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bridge.cli.app import cli
+from bridge.cli.fleet import fleet_command
 from bridge.cli.run import run
 from bridge.cli.services import demo, relay, shadow_report
 from bridge.cli.settings import backends, config_command
@@ -20,6 +21,7 @@ cli.add_command(run)
 cli.add_command(demo)
 cli.add_command(relay)
 cli.add_command(shadow_report)
+cli.add_command(fleet_command)
 cli.add_lazy_command("hub", "bridge.testing.hub.cli:hub_command",
                      "Run a local Azure IoT Hub stand-in.")
 

@@ -30,6 +30,7 @@ __all__ = ["EXIT_BAD_CONFIG", "EXIT_OK", "EXIT_SCRIPT_FAILED", "EXIT_SIGINT", "O
 log = logging.getLogger("bridge.cli")
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+DEVICE_LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(device)s] %(name)s: %(message)s"
 
 @dataclass
 class Options:
@@ -59,13 +60,15 @@ def fail_config(ctx: click.Context, exc: ConfigError) -> NoReturn:
     ctx.exit(EXIT_BAD_CONFIG)
 
 
-def configure_logging(level: str) -> None:
-    """Time, level and logger name on stderr. An embedding application (or pytest) that has
-    already configured logging keeps its handlers; only the level is set."""
+def configure_logging(level: str, *, device_field: bool = False) -> None:
+    """Time, level and logger name on stderr (with *device_field*, the device each line is
+    about: ``bridge fleet``). An embedding application (or pytest) that has already configured
+    logging keeps its handlers; only the level is set."""
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.setFormatter(logging.Formatter(DEVICE_LOG_FORMAT if device_field
+                                               else LOG_FORMAT))
         root.addHandler(handler)
     root.setLevel(level)
     if level != "DEBUG":

@@ -135,6 +135,8 @@ class _Node:
 
     def _emit(self, event: str, detail: str | None) -> None:
         """Deliver one lifecycle event (dispatcher thread, lock not held)."""
+        if detail is not None:  # *_ERROR (the only events with a detail)
+            self.rt.errors += 1
         own = self.callback
         conn_cb = self.conn.callback
         target = own if own is not None else conn_cb
@@ -378,6 +380,7 @@ class LinkCore(_Node):
                 for _, token in items:
                     backend.settle(self, token, Outcome.RELEASED)
             return
+        self.rt.received += len(items)
         callback = self.message_callback
         if callback is None:
             if not self.warned_no_callback:
@@ -628,6 +631,7 @@ class Transfer:
                 return
             self.state = Transfer.DONE
             self._left_backend()
+            link.rt.confirmed += 1
         callback = self.callback
         if callback is not None:
             link.rt.call_user(callback)

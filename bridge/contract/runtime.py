@@ -63,6 +63,9 @@ class LiveConnection(Protocol):
 
     backend: Backend
 
+    @property
+    def state(self) -> int: ...  # an objects.NodeState
+
     def _end(self, terminal_index: int, detail: str | None, *, tell_backend: bool) -> None: ...
 
 
@@ -133,6 +136,10 @@ class Runtime:
             self.outbox_window = box.window
             self.outbox_tag = box.tag_property
         self._next_id = 0
+        # what this agent did (dispatcher thread): `bridge fleet` status and metrics
+        self.received = 0  # deliveries handed to the application (or auto-accepted)
+        self.confirmed = 0  # transfers the far end confirmed
+        self.errors = 0  # *_ERROR events delivered
 
     def next_id(self) -> int:
         self._next_id += 1

@@ -148,6 +148,8 @@ class Dispatcher:
                 done += core.run_commands(min(32, max_items - done))
                 if time.monotonic() >= deadline or self._pool is None:
                     break
+            # timers that came due meanwhile (their "due" post may be what brought us here)
+            core.run_timers()
             return bool(core.pending) and self._pool is not None
         finally:
             self._owner = None
@@ -156,8 +158,9 @@ class Dispatcher:
 
     def release_token(self) -> None:
         self._token.release()
-        # posted after the batch's last look: nobody scheduled it (the token was taken)
-        if self.core.pending and self._pool is not None:
+        # posted (or come due) after the batch's last look: nobody scheduled it (the token
+        # was taken)
+        if self._pool is not None and self.core.timeout() == 0:
             self._schedule()
 
     def failed(self, exc: BaseException) -> None:

@@ -54,7 +54,9 @@ class AMQPBackend:
         self._handler = ConnectionHandler(self.options, self.events, context.close_timeout,
                                           context.wake)
         self._later = context.later
-        self._reactors: ReactorPool = reactors or shared_reactors()
+        threads = getattr(context.settings, "threads", None)
+        self._reactors: ReactorPool = reactors or shared_reactors(
+            threads.amqp_reactors if threads is not None else None)
         # A quarter of the credit at most waits in a batch: the peer never runs dry for it.
         self._settle_batch = min(SETTLE_BATCH, self.options.prefetch // 4)
 
@@ -126,6 +128,12 @@ class AMQPBackend:
                                          batch=self._settle_batch)
         if queued is Deferred.FIRST and not self._later(SETTLE_DELAY, reactor.kick):
             reactor.kick()  # not on the dispatcher thread: nothing would come back for it
+
+    def status(self) -> str:
+        """``up``, ``connecting`` or ``down`` (AMQP does not reconnect: a loss ends it)."""
+        if self._reactor is None or self._handler.ended:
+            return "down" if self._reactor is not None or self._problem else "connecting"
+        return "up" if self._handler.opened else "connecting"
 
     def __repr__(self) -> str:
         where = self.options.address if self.options is not None else "invalid URL"

@@ -226,6 +226,11 @@ class ConnectionHandler(Handler):
         self._finish()
 
     @property
+    def opened(self) -> bool:
+        """The peer's open frame came and the connection has not ended."""
+        return self.state == _OPEN
+
+    @property
     def ended(self) -> bool:
         """Closed by the contract or ended by the peer: nothing more is reported."""
         return self.local_closed or self.state == _ENDED

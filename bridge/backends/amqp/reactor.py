@@ -330,10 +330,11 @@ _shared_pool: ReactorPool | None = None
 _shared_lock = threading.Lock()
 
 
-def shared_reactors() -> ReactorPool:
-    """The process-wide AMQP reactors (started with their first connection)."""
+def shared_reactors(size: int | None = None) -> ReactorPool:
+    """The process-wide AMQP reactors (started with their first connection; *size*: how many,
+    taken from the first caller that gives one, else one per core)."""
     global _shared_pool
     with _shared_lock:
         if _shared_pool is None:
-            _shared_pool = ReactorPool()
+            _shared_pool = ReactorPool(size or None)
         return _shared_pool

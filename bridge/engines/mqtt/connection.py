@@ -97,6 +97,15 @@ class MQTTConnection(PahoCallbacks):
     def cancel(self, transfer: TransferHandle) -> None:
         self.driver.call(self.outbound.cancel, transfer)
 
+    def status(self) -> str:
+        """``up``, ``connecting`` (never up yet), ``reconnecting`` or ``down`` (ended)."""
+        state = self.driver.state
+        if state == "up":
+            return "up"
+        if state == "done":
+            return "down"
+        return "reconnecting" if self.driver.ever_up else "connecting"
+
     # -- DriverHooks -----------------------------------------------------------------------------
     def on_turn(self) -> None:
         self.outbound.pump()

@@ -109,6 +109,23 @@ def test_timers_of_pooled_agents_fire(pool: DispatchPool) -> None:
         agent.close()
 
 
+def test_a_timer_comes_due_while_its_agent_is_busy(pool: DispatchPool) -> None:
+    """The timer thread's "due" post can find the agent's batch running: the batch still
+    runs the timer before it lets the agent go."""
+    agent = _agent("pool-busy-timer", pool)
+    agent.start()
+    fired = threading.Event()
+    try:
+        for round_ in range(20):
+            fired.clear()
+            agent.call_soon(lambda: agent.imp.wakeup(0.01, fired.set))
+            for _ in range(200):  # keep its queue busy around the deadline
+                agent.call_soon(time.sleep, 0.0001)
+            assert fired.wait(5), f"round {round_}: the timer never ran"
+    finally:
+        agent.close()
+
+
 def test_a_pooled_agent_and_a_connection_work_end_to_end(pool: DispatchPool) -> None:
     agent = _agent("pool-e2e", pool)
     events: list[str] = []
