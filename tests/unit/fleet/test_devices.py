@@ -88,8 +88,8 @@ def test_agent_ids_fit_and_stay_unique() -> None:
     taken: set[str] = set()
     plain = agent_id_for("thermo-1", taken)
     taken.add(plain)
-    odd = agent_id_for("dev:1/α", taken)
-    assert plain == "thermo-1" and odd.startswith("dev-1--") and odd != agent_id_for("dev:1/β",
+    odd = agent_id_for("dev:1/\u00e9", taken)
+    assert plain == "thermo-1" and odd.startswith("dev-1--") and odd != agent_id_for("dev:1/\u00e8",
                                                                                    taken)
 
 
