@@ -25,12 +25,14 @@ from bridge.testing.hub.broker import (
 
 class PrivateMosquitto:
     def __init__(self, directory: Path, *, persistence: bool = True,
-                 max_queued_messages: int = 0, extra: list[str] | None = None) -> None:
+                 max_queued_messages: int = 0, allow_anonymous: bool = True,
+                 extra: list[str] | None = None) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.persistence = persistence
         self.max_queued_messages = max_queued_messages
+        self.allow_anonymous = allow_anonymous
         self.extra = list(extra or [])
         self.config_file = self.directory / "mosquitto.conf"
         self.log: list[str] = []
@@ -44,7 +46,8 @@ class PrivateMosquitto:
     def config_lines(self) -> list[str]:
         """The configuration file's lines (a subclass adds its own; `extra` comes last)."""
         lines = [*base_config(), f"max_queued_messages {self.max_queued_messages}",
-                 f"persistence {'true' if self.persistence else 'false'}"]
+                 f"persistence {'true' if self.persistence else 'false'}",
+                 f"allow_anonymous {'true' if self.allow_anonymous else 'false'}"]
         if self.persistence:
             lines += [f"persistence_location {self.directory}/", "persistence_file mosquitto.db"]
         return lines + self.listener_lines()

@@ -22,9 +22,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge import Agent, Settings
+from bridge.testing.rabbitmq import RabbitNode
+from bridge.testing.rabbitmq import available as rabbit_available
 from tests.support.mosquitto import Mosquitto, started_brokers
-from tests.support.rabbit_node import RabbitNode
-from tests.support.rabbit_node import available as rabbit_available
 
 # Mosquitto settings under which a SIGKILL loses no acknowledged message: the in-memory state
 # is written after every change (a subscription, a queued message), not only on a clean stop.

@@ -29,7 +29,7 @@ import pytest
 
 from bridge import Agent
 from bridge.errors import ClosedError
-from tests.support.rabbit_node import RabbitNode
+from bridge.testing.rabbitmq import RabbitNode
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow]
 

@@ -83,10 +83,10 @@ class Mosquitto(PrivateMosquitto):
                  persistence: bool = True,
                  max_queued_messages: int = 0, extra: list[str] | None = None) -> None:
         super().__init__(directory, persistence=persistence,
-                         max_queued_messages=max_queued_messages, extra=extra)
+                         max_queued_messages=max_queued_messages,
+                         allow_anonymous=allow_anonymous, extra=extra)
         self.tls_port = free_port() if tls else None
         self.users = dict(users or {})
-        self.allow_anonymous = allow_anonymous
         self.acl = acl
         self.deny = deny
         self.require_certificate = require_certificate
@@ -113,8 +113,7 @@ class Mosquitto(PrivateMosquitto):
 
     # -- configuration ---------------------------------------------------------------------------
     def config_lines(self) -> list[str]:
-        lines = [*super().config_lines(),
-                 f"allow_anonymous {'true' if self.allow_anonymous else 'false'}"]
+        lines = super().config_lines()
         if self.users:
             password_file = self.directory / "passwords"
             password_file.write_text("".join(password_line(u, p) + "\n"

@@ -34,6 +34,7 @@ from bridge.backends.amqp import codec
 from bridge.backends.amqp.endpoint import plaintext_credentials_problem
 from bridge.backends.amqp.reactor import ProtonTimerTask
 from bridge.contract.backend import Outcome
+from bridge.loop.pacing import connect_pacer
 
 if TYPE_CHECKING:
     from proton import Connection, Event, Link, Session
@@ -121,15 +122,27 @@ class ConnectionHandler(Handler):
 
     # -- connection ---------------------------------------------------------------------------
     def start(self) -> None:
-        """(Reactor thread.) Connect (the first command of this connection's slot)."""
+        """(Reactor thread.) Connect (the first command of this connection's slot), in the
+        slot the process's connect pacer gives it (`bridge.loop.pacing`)."""
         assert self.reactor is not None
-        opts = self.options
         if self.local_closed:  # closed before the thread got going
             self._finish()
             return
-        problem = plaintext_credentials_problem(opts)
+        problem = plaintext_credentials_problem(self.options)
         if problem is not None:  # decided before connect(): no socket is ever opened
             self._fail_connection(problem)
+            self._finish()
+            return
+        delay = connect_pacer().delay()
+        if delay > 0:
+            self._schedule(delay, self._connect)
+        else:
+            self._connect()
+
+    def _connect(self) -> None:
+        assert self.reactor is not None
+        opts = self.options
+        if self.local_closed:  # closed while it waited for its slot
             self._finish()
             return
         log.info("AMQP connecting to %s", opts.describe())

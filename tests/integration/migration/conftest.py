@@ -2,7 +2,7 @@
 
 - the shared RabbitMQ (127.0.0.1:5672) and Mosquitto (127.0.0.1:1883) carry small, uniquely
   named traffic; anything restarted or flooded runs on a private broker: `Mosquitto`
-  (tests/support/mosquitto.py) or `RabbitNode` (tests/support/rabbit_node.py, one per module:
+  (tests/support/mosquitto.py) or `RabbitNode` (bridge/testing/rabbitmq.py, one per module:
   ~4 s to start);
 - `MqttCounter` is a raw paho subscriber with a persistent session that survives a broker
   restart and counts what arrives per id (duplicates allowed and counted);
@@ -29,10 +29,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge import Agent, Settings
+from bridge.testing.rabbitmq import RabbitNode
 from tests.integration.amqp.rabbit import QUEUE_PREFIX, broker_available, ensure_expiry_policy
 from tests.integration.amqp.rabbit import URL as SHARED_AMQP_URL
 from tests.support.mosquitto import Mosquitto, started_brokers
-from tests.support.rabbit_node import RabbitNode
 
 SHARED_MQTT_URL = "mqtt://127.0.0.1:1883"
 MESSAGES = int(os.environ.get("BRIDGE_TEST_MESSAGES", "10000"))

@@ -27,6 +27,7 @@ import pytest
 from bridge import Settings
 from bridge.backends.mqtt.backend import live_backends
 from bridge.migration.relay import Relay
+from bridge.testing.rabbitmq import RabbitNode
 from tests.integration.amqp.rabbit import queue_depth
 from tests.integration.migration.conftest import (
     MESSAGES,
@@ -38,7 +39,6 @@ from tests.integration.migration.conftest import (
     unique_queue,
 )
 from tests.support.mosquitto import Mosquitto
-from tests.support.rabbit_node import RabbitNode
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow]
 
