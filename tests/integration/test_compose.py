@@ -55,6 +55,7 @@ HOSTS = {
 }
 DEFAULT_SERVICES = {"mosquitto", "cloud", "device"}
 RELAY_SERVICES = {"rabbitmq", "relay", "legacy-cloud", "legacy-device"}
+FLEET_SERVICES = {"fleet-0", "fleet-1", "fleet-2"}
 
 # Compose Specification attributes this project may use; anything else is most likely a typo
 # that `docker compose` would reject (or, worse, silently ignore under an x- key).
@@ -191,11 +192,13 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 def test_services_and_profiles() -> None:
     found = services()
-    assert set(found) == DEFAULT_SERVICES | RELAY_SERVICES
+    assert set(found) == DEFAULT_SERVICES | RELAY_SERVICES | FLEET_SERVICES
     for name in DEFAULT_SERVICES:
         assert not found[name].get("profiles"), f"{name} must run on a plain `docker compose up`"
     for name in RELAY_SERVICES:
         assert found[name].get("profiles") == ["relay"], f"{name} belongs to profile relay"
+    for name in FLEET_SERVICES:
+        assert found[name].get("profiles") == ["fleet"], f"{name} belongs to profile fleet"
     for name, service in found.items():
         unknown = set(service) - SERVICE_KEYS
         assert not unknown, f"{name}: unknown service attributes {sorted(unknown)}"
@@ -595,3 +598,23 @@ def test_relay_profile_runs_against_the_local_brokers(tmp_path: Path) -> None:
     count = int(services()["legacy-device"]["command"][
         services()["legacy-device"]["command"].index("--messages") + 1])
     assert forwarded is not None and int(forwarded.group(1)) >= count, metrics
+
+
+def test_fleet_profile_shards_cover_every_device_once(tmp_path: Path) -> None:
+    run = uuid.uuid4().hex[:10]
+    names = {"examples/": f"{ROOT}/examples/",
+             "fleet-{agent_id}": f"fleet-{run}-{{agent_id}}"}  # unique client ids per run
+    with stack(tmp_path, names) as running:
+        for name in sorted(FLEET_SERVICES):
+            running.start(name)
+        outputs = []
+        for name in sorted(FLEET_SERVICES):
+            code, output = running.finish(name, 90)
+            assert code == 0, f"{name} exited {code}:\n{output[-3000:]}"
+            outputs.append(output)
+    devices = [line.split(",")[0] for line in
+               (ROOT / "examples" / "devices.csv").read_text().splitlines()[1:] if line]
+    for device in devices:  # each device ran in exactly one shard, and sent all it had to
+        assert sum(f"[{device}] bridge.agent: all 3 readings confirmed" in out
+                   for out in outputs) == 1, device
+
