@@ -76,8 +76,14 @@ def _encode(value: Any, compact: bool, path: str, out: list[str]) -> None:
             _encode(item, compact, f"{path}[{index}]", out)
         out.append("]" if compact else " ]")
     else:
-        raise TypeError(f"jsonencode: {path} is a {type(value).__name__}, which is not "
-                        "encodable (null, bool, integer, float, string, array, table)")
+        kind = _FOREIGN_NAMES.get(type(value).__name__, type(value).__name__)
+        raise TypeError(f"jsonencode: {path} is {kind}, which is not encodable (null, bool, "
+                        "integer, float, string, array, table)")
+
+
+# what the embedded VM's values are called in Squirrel (a blob is an instance there)
+_FOREIGN_NAMES = {"SQInstance": "an instance (or blob)", "SQClosure": "a function",
+                  "SQNativeClosure": "a function", "SQClass": "a class"}
 
 
 def jsonencode(value: Any, settings: Mapping[str, Any] | None = None) -> str:

@@ -192,9 +192,9 @@ class SquirrelVM:
         if vm is None:
             return
         self._deliver = self._lit = self._compile = None
-        vm.execute("local r = getroottable(); local names = [];"
+        vm.execute("seterrorhandler(null); local r = getroottable(); local names = [];"
                    "foreach (k, v in r) names.append(k);"
-                   "foreach (k in names) delete r[k]; seterrorhandler(null);")
+                   "foreach (k in names) delete r[k];")
         vm.collectgarbage()
         self.natives.release()
 

@@ -48,18 +48,17 @@ function __r(r) {
     return r;
 }
 
+// a blob, or a string with a NUL (the binding would cut it there), as the hex marker
 function __bin(v) {
-    if (typeof v != "blob") return v;
+    local kind = typeof v;
+    if (kind != "blob" && (kind != "string" || v.find("\x0000") == null)) return v;
     local parts = [];
     local chunk = "\x0001B";
-    local saved = v.tell();
-    v.seek(0);
-    while (!v.eos()) {
-        local c = v.readn('b') & 0xFF;
+    foreach (c in v) {
+        c = c & 0xFF;
         chunk += DIGITS.slice(c >> 4, (c >> 4) + 1) + DIGITS.slice(c & 15, (c & 15) + 1);
         if (chunk.len() >= 512) { parts.append(chunk); chunk = ""; }
     }
-    v.seek(saved);
     local out = "";
     foreach (p in parts) out += p;
     return out + chunk;
