@@ -51,7 +51,8 @@ function __r(r) {
 // a blob, or a string with a NUL (the binding would cut it there), as the hex marker
 function __bin(v) {
     local kind = typeof v;
-    if (kind != "blob" && (kind != "string" || v.find("\x0000") == null)) return v;
+    // (format's %s stops at a NUL as the binding does: a shorter result means there is one)
+    if (kind != "blob" && (kind != "string" || ::format("%s", v).len() == v.len())) return v;
     local parts = [];
     local chunk = "\x0001B";
     foreach (c in v) {
