@@ -38,6 +38,92 @@ function __lit(src) {
     return fn();
 }
 
+// Natives take any number of arguments cheaply, an array slowly (per-item proxies): spread an
+// argument list (args[0] is left for the count) over a call of fixed arity, padded with null.
+local __c8 = function(f, a) { return f(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]); };
+local __c16 = function(f, a) { return f(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]); };
+local __c32 = function(f, a) { return f(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15], a[16], a[17], a[18], a[19], a[20], a[21], a[22], a[23], a[24], a[25], a[26], a[27], a[28], a[29], a[30], a[31]); };
+function __callv(f, args) {
+    local n = args.len();
+    args[0] = n - 1;
+    if (n <= 8) { args.resize(8); return __c8(f, args); }
+    if (n <= 16) { args.resize(16); return __c16(f, args); }
+    if (n <= 32) { args.resize(32); return __c32(f, args); }
+    args[0] = -1;
+    return f(-1, args);
+}
+
+// anything but printable ASCII other than " and \ (the regexp library takes no raw control
+// characters in a pattern): such strings are escaped byte by byte
+local JSON_SPECIAL = regexp("[^ !#-\\[\\]-~]");
+local JSON_ESCAPES = {[34] = "\\\"", [92] = "\\\\", [10] = "\\n", [13] = "\\r", [9] = "\\t",
+                      [8] = "\\b", [12] = "\\f"};
+
+function __jsonstring(s) {
+    if (::format("%s", s).len() != s.len()) return null;  // a NUL: the bridge's encoder
+    if (JSON_SPECIAL.search(s) == null) return "\"" + s + "\"";
+    local out = "\"";
+    foreach (c in s) {
+        if (c in JSON_ESCAPES) out += JSON_ESCAPES[c];
+        else if (c >= 0 && c < 32) out += ::format("\\u%04x", c);
+        else out += ::format("%c", c);
+    }
+    return out + "\"";
+}
+
+function __json(v, colon, comma, pad) {
+    switch (typeof v) {
+        case "string": return __jsonstring(v);
+        case "integer": return v.tostring();
+        case "bool": return v ? "true" : "false";
+        case "null": return "null";
+        case "float":
+            if (v != v || v - v != 0.0) return null;  // NaN, infinities
+            return v.tostring();
+        case "table":
+            if (!v.len()) return "{}";
+            local out = "";
+            foreach (k, x in v) {
+                if (typeof k != "string") return null;
+                local key = __jsonstring(k), item = __json(x, colon, comma, pad);
+                if (key == null || item == null) return null;
+                out += (out == "" ? "" : comma) + key + colon + item;
+            }
+            return "{" + pad + out + pad + "}";
+        case "array":
+            if (!v.len()) return "[]";
+            local out = "";
+            foreach (i, x in v) {
+                local item = __json(x, colon, comma, pad);
+                if (item == null) return null;
+                out += (i ? comma : "") + item;
+            }
+            return "[" + pad + out + pad + "]";
+    }
+    return null;
+}
+
+// a value as a run of call arguments (one native call, no table proxies): containers as a
+// marker and their length, then their items; a string that could pass for a marker is escaped
+function __flat(v, out) {
+    switch (typeof v) {
+        case "table":
+            out.append("\x0001T"); out.append(v.len());
+            foreach (k, x in v) { __flat(k, out); __flat(x, out); }
+            break;
+        case "array":
+            out.append("\x0001A"); out.append(v.len());
+            foreach (x in v) __flat(x, out);
+            break;
+        case "string":
+            out.append(v.len() && v[0] == 1 ? "\x0001S" + v : __bin(v));
+            break;
+        case "blob": out.append(__bin(v)); break;
+        case "integer": case "float": case "bool": case "null": out.append(v); break;
+        default: out.append("\x0001X" + typeof v);
+    }
+}
+
 function __r(r) {
     if (typeof r == "string" && r.len() > 1 && r[0] == 1) {
         local kind = r[1];
@@ -80,11 +166,34 @@ blob.tostring <- function() {
 }
 blob._tostring <- blob.tostring;
 
+// A message made here stays a Squirrel object until it is sent (handing Python objects to the
+// VM is what costs most in the binding); a received one wraps the bridge's message (_h).
+local function normprops(props) {
+    local out = {};
+    if (props == null) return out;
+    if (typeof props != "table") throw "properties must be a table, got " + typeof props;
+    foreach (k, v in props) {
+        if (typeof k != "string") throw "properties keys must be strings, got " + typeof k + " key " + k;
+        local kind = typeof v;
+        out[k] <- (kind == "integer" || kind == "float" || kind == "bool" || kind == "string"
+                   || kind == "null") ? v : v.tostring();
+    }
+    return out;
+}
+
 class AmqpMessage {
+    _kind = null;
+    _body = null;
+    _props = null;
     _h = null;
-    constructor(h) { _h = h; }
-    function body() { return __r(__b_body(_h)); }
-    function properties() { return __r(__b_properties(_h)); }
+    constructor(kind, body, props, h = null) { _kind = kind; _body = body; _props = props; _h = h; }
+    function body() { return _h != null ? __r(__b_body(_h)) : _body; }
+    function properties() {
+        if (_h != null) return __r(__b_properties(_h));
+        local copy = {};
+        foreach (k, v in _props) copy[k] <- v;
+        return copy;
+    }
     function _typeof() { return "amqpmessage"; }
 }
 
@@ -92,32 +201,53 @@ class AmqpDelivery {
     _h = null;
     _m = null;
     constructor(h) { _h = h; }
-    function message() { if (_m == null) _m = AmqpMessage(__r(__b_message(_h))); return _m; }
+    function message() {
+        if (_m == null) _m = AmqpMessage(null, null, null, __r(__b_message(_h)));
+        return _m;
+    }
     function accept() { __r(__b_accept(_h)); }
     function reject() { __r(__b_reject(_h)); }
     function release() { __r(__b_release(_h)); }
     function _typeof() { return "amqpdelivery"; }
 }
 
+__transfers <- 0;
+
 class AmqpTransfer {
-    _h = null;
-    constructor(h) { _h = h; }
-    function sendasync(callback = null) { __r(__b_sendasync(_h, callback)); }
-    function cancel() { __r(__b_cancel(_h)); }
+    _sender = null;
+    _message = null;
+    _id = null;
+    _cancelled = false;
+    constructor(sender, message) { _sender = sender; _message = message; }
+    function sendasync(callback = null) {
+        if (_cancelled) throw "this transfer was already sent or cancelled; create a new one with createtransfer";
+        local m = _message;
+        _id = ++__transfers;  // numbered here: a native returning an integer is slow
+        local args = [0, _id, _sender, m._h != null ? m._h : m._kind, __bin(m._body), callback];
+        if (m._props != null) foreach (k, v in m._props) { args.append(k); args.append(v); }
+        __r(__callv(__b_send, args));
+        _cancelled = true;  // sent: a second sendasync is an error, as for the bridge's own
+    }
+    function cancel() {
+        if (_id != null) __r(__b_cancel(_id));
+        _cancelled = true;
+    }
     function _typeof() { return "amqptransfer"; }
 }
 
 class AmqpNode {
     _h = null;
     constructor(h) { _h = h; }
-    function isopen() { return __b_isopen(_h) == 1; }
+    // (a native returning anything but null costs several µs in the binding: null is "open")
+    function isopen() { return __b_isopen(_h) == null; }
     function close() { __r(__b_close(_h)); }
 }
 
 class AmqpSender extends AmqpNode {
     function createtransfer(message) {
         if (!(message instanceof AmqpMessage)) throw "createtransfer: message must be an amqpmessage";
-        return AmqpTransfer(__r(__b_createtransfer(_h, message._h)));
+        __r(__b_usable(_h));
+        return AmqpTransfer(_h, message);
     }
     function _typeof() { return "amqpsender"; }
 }
@@ -152,10 +282,12 @@ amqp <- {
         return AmqpConnection(__r(__b_openconnection(url, callback)));
     },
     createmessage = function(body, properties = null) {
-        return AmqpMessage(__r(__b_createmessage(__bin(body), properties)));
+        if (typeof body != "string") throw "body must be a string, got " + typeof body + " (use createbinarymessage for a blob)";
+        return AmqpMessage("value", body, normprops(properties));
     },
     createbinarymessage = function(body, properties = null) {
-        return AmqpMessage(__r(__b_createbinarymessage(__bin(body), properties)));
+        if (typeof body != "string" && typeof body != "blob") throw "body must be a string or blob, got " + typeof body;
+        return AmqpMessage("data", body, normprops(properties));
     },
 };
 
@@ -203,7 +335,17 @@ crypto <- clone hash;
 
 http <- {
     hash = hash,
-    jsonencode = function(value, settings = null) { return __r(__b_jsonencode(value, settings)); },
+    jsonencode = function(value, settings = null) {
+        local compact = settings != null && ("compact" in settings) && settings.compact;
+        // in Squirrel for plain data (no crossing, no Python encoder); anything unusual
+        // (a blob, an instance, a non-string key, NaN ...) goes to the bridge's encoder,
+        // which also gives the error naming where it is
+        local fast = __json(value, compact ? ":" : ": ", compact ? "," : ", ", compact ? "" : " ");
+        if (fast != null) return fast;
+        local args = [0, compact];
+        __flat(value, args);
+        return __r(__callv(__b_jsonencode, args));
+    },
     jsondecode = function(text) { return __r(__b_jsondecode(__bin(text))); },
     base64encode = function(data) { return __r(__b_base64encode(__bin(data))); },
     base64decode = function(text) { return __r(__b_base64decode(__bin(text))); },

@@ -182,7 +182,7 @@ try { imp.wakeup(-1, function() {}); } catch (e) { server.log("5: " + e); }
     agent.close()
     messages = lines.messages()
     assert messages[0].startswith("1: url must be str")
-    assert messages[1].startswith("2: jsonencode: $.a is an instance (or blob)")
+    assert messages[1].startswith("2: jsonencode: $.a is a blob (base64-encode it first)")
     assert messages[2].startswith("3: device.send is not supported")
     assert messages[3].startswith("4: jsondecode:")
     assert messages[4] == "5: seconds must not be negative"
@@ -274,3 +274,28 @@ def test_bridge_run_names_the_missing_vm_extra(tmp_path: Path,
     with pytest.raises(nut.EngineUnavailable, match=r"amqp-mqtt-bridge\[squirrel\]"):
         nut.choose_engine("vm")
     assert nut.choose_engine("auto") == "translate"
+
+
+@pytest.mark.parametrize(("expression", "expected"), [
+    ('{a = 1}', '{ "a": 1 }'),
+    ('[1, 2.5, true, null, "x"]', '[ 1, 2.5, true, null, "x" ]'),
+    ('{n = {m = []}, e = {}}', None),  # order is the table's: checked against the bridge's
+    ('"q\\"b\\\\s\\n\\t\\x0001"', '"q\\"b\\\\s\\n\\t\\u0001"'),
+    ('"h\u00e9"', '"h\u00e9"'),
+    ('20.1', '20.1'),
+    ('1e20', '1e+20'),
+])
+def test_jsonencode_in_squirrel_matches_the_bridges_encoder(expression: str,
+                                                            expected: str | None,
+                                                            lines: Lines) -> None:
+    agent, vm = make_vm()
+    load(vm, f"local v = {expression};\nserver.log(http.jsonencode(v));\n"
+             "server.log(http.jsonencode(v, {compact = true}));\n"
+             "local args = [0, false]; __flat(v, args); server.log(__r(__callv(__b_jsonencode, args)));\n")
+    agent.close()
+    fast, compact, bridge_encoder = lines.messages()
+    assert fast == bridge_encoder
+    if expected is not None:
+        assert fast == expected
+    assert compact == fast.replace(": ", ":").replace(", ", ",").replace("{ ", "{") \
+        .replace(" }", "}").replace("[ ", "[").replace(" ]", "]")
