@@ -28,7 +28,7 @@ INT_MIN, INT_MAX = -(2 ** 31), 2 ** 31 - 1
 
 def format_float(value: float) -> str:
     """A float as Squirrel's ``tostring()`` prints it (``%g``)."""
-    return "%g" % value
+    return f"{value:g}"
 
 
 def _encode(value: Any, compact: bool, path: str, out: list[str]) -> None:

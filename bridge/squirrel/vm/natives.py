@@ -9,18 +9,27 @@ prelude throws its message as a Squirrel error at the caller's line.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.agent import agent_log
+from bridge.contract.message import Message
 from bridge.contract.objects import Connection, Session
 from bridge.impenv import coding
-from bridge.contract.message import Message
 from bridge.squirrel.vm.values import ERROR_MARK, from_tokens, to_python, to_squirrel
 
 if TYPE_CHECKING:
     from bridge.agent import Agent
     from bridge.impenv import ImpEnv
-    from bridge.squirrel.vm.engine import SquirrelVM
+
+
+class VMSide(Protocol):
+    """What the natives use of their `bridge.squirrel.vm.engine.SquirrelVM`."""
+
+    exit_status: int | None
+
+    def callback(self, fn: Any) -> Callable[..., None] | None: ...
+    def message_callback(self, fn: Any) -> Callable[[list[Any]], None] | None: ...
+    def value(self, python_value: Any) -> Any: ...
 
 _DIGESTS = {"sha256": coding.sha256, "sha1": coding.sha1, "sha512": coding.sha512,
             "md5": coding.md5}
@@ -30,7 +39,7 @@ _HMACS = {"hmacsha256": coding.hmacsha256, "hmacsha1": coding.hmacsha1,
 
 def _text(value: Any) -> str:
     if isinstance(value, float):
-        return "%g" % value
+        return f"{value:g}"
     if value is True or value is False:
         return "true" if value else "false"
     if value is None:
@@ -47,10 +56,11 @@ def _spread(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class Natives:
-    """The natives of one VM; `table` gives them by name (wrapped to never raise)."""
+    """The natives of one VM; `table` gives them by name (wrapped to never raise), for the one
+    bound dispatcher ``__b(name, ...)``."""
 
-    def __init__(self, vm: SquirrelVM, agent: Agent, env: ImpEnv) -> None:
-        self.vm: SquirrelVM | None = vm
+    def __init__(self, vm: VMSide, agent: Agent, env: ImpEnv) -> None:
+        self.vm: VMSide | None = vm
         self.agent: Agent | None = agent
         self.env: ImpEnv | None = env
         self.pending: BaseException | None = None
@@ -179,14 +189,14 @@ class Natives:
             "unsupported": unsupported,
             "lasterror": self._lasterror,
         }
-        wrapped = {f"__b_{name}": self._safe(fn) for name, fn in natives.items()}
+        wrapped = {name: self._safe(fn) for name, fn in natives.items()}
         # Never fail and return nothing: bound as they are (one call less per log line).
         log, error = server.log, server.error
-        wrapped["__b_log"] = lambda message: log(_text(message))
-        wrapped["__b_error"] = lambda message: error(_text(message))
-        wrapped["__b_agenturl"] = http.agenturl
-        wrapped["__b_stop"] = stop
-        wrapped["__b_exit"] = exit_
+        wrapped["log"] = lambda message: log(_text(message))
+        wrapped["error"] = lambda message: error(_text(message))
+        wrapped["agenturl"] = http.agenturl
+        wrapped["stop"] = stop
+        wrapped["exit"] = exit_
         return wrapped
 
     def _lasterror(self) -> str:

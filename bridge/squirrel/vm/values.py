@@ -29,7 +29,7 @@ def wrap32(value: int) -> int:
     return value - 0x100000000 if value & 0x80000000 else value
 
 
-def _string_literal(text: str | bytes) -> str:
+def _string_literal(text: str | bytes | bytearray) -> str:
     data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
     out = ['"']
     for byte in data:
@@ -40,7 +40,7 @@ def _string_literal(text: str | bytes) -> str:
         elif 0x20 <= byte < 0x7F or (byte >= 0x80 and isinstance(text, str)):
             out.append(chr(byte))
         else:
-            out.append("\\x%04x" % byte)  # the lexer reads up to four hex digits
+            out.append(f"\\x{byte:04x}")  # the lexer reads up to four hex digits
     out.append('"')
     joined = "".join(out)
     if isinstance(text, str):
@@ -147,7 +147,8 @@ def to_python(value: Any) -> Any:
     if kind is str:
         return bytes.fromhex(value[2:]) if value.startswith(BLOB_MARK) else value
     if kind is _SQTable:
-        return {key: to_python(value[key]) for key in value.keys()}
+        # (a VM table proxy: it iterates only through keys())
+        return {key: to_python(value[key]) for key in value.keys()}  # noqa: SIM118
     if kind is _SQArray:
         return [to_python(item) for item in value]
     return value

@@ -15,11 +15,11 @@ import pytest
 
 pytest.importorskip("squirrel", reason="the embedded Squirrel VM (the [squirrel] extra)")
 
-from bridge.agent import Agent  # noqa: E402
-from bridge.impenv import make_env  # noqa: E402
-from bridge.settings import Settings  # noqa: E402
-from bridge.squirrel.vm.engine import SquirrelVM  # noqa: E402
-from bridge.squirrel.vm.errors import SquirrelCompileError, SquirrelRuntimeError  # noqa: E402
+from bridge.agent import Agent
+from bridge.impenv import make_env
+from bridge.settings import Settings
+from bridge.squirrel.vm.engine import SquirrelVM
+from bridge.squirrel.vm.errors import SquirrelCompileError, SquirrelRuntimeError
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -77,8 +77,11 @@ function onEvent(event, detail) {
         });
     else if (event == "RECEIVER_OPEN") sender = session.opensender("/q/vm", onEvent);
     else if (event == "SENDER_OPEN") {
-        local message = amqp.createbinarymessage("hi\\x0000there", {seq = 7, alert = true, f = 2.5});
-        sender.createtransfer(message).sendasync(function() { server.log("confirmed " + sender.isopen()); });
+        local message = amqp.createbinarymessage("hi\\x0000there",
+                                                 {seq = 7, alert = true, f = 2.5});
+        sender.createtransfer(message).sendasync(function() {
+            server.log("confirmed " + sender.isopen());
+        });
     }
 }
 conn = amqp.openconnection("amqps://vm.example", onEvent);
@@ -140,7 +143,8 @@ def test_a_compile_error_in_a_required_library_names_the_library() -> None:
 
 def test_a_runtime_error_names_the_line_and_the_frames() -> None:
     agent, vm = make_vm()
-    source = "function inner(t) {\n  return t.missing;\n}\nfunction outer() { local r = inner({}); return r; }\nouter();\n"
+    source = ("function inner(t) {\n  return t.missing;\n}\n"
+              "function outer() { local r = inner({}); return r; }\nouter();\n")
     with pytest.raises(SquirrelRuntimeError) as caught:
         load(vm, source)
     error = caught.value
@@ -192,8 +196,10 @@ def test_values_cross_the_boundary_with_their_squirrel_types(lines: Lines) -> No
     agent, vm = make_vm(NAME="dev1", COUNT="5")
     load(vm, r"""
 local d = http.jsondecode("{\"a\": [1, 2.5, true, null, \"x\"], \"b\": {\"c\": false}}");
-server.log(typeof d + " " + typeof d.a + " " + typeof d.a[2] + " " + typeof d.b.c + " " + d.a.len());
-server.log(http.jsonencode(d.b) + " " + imp.configparams.NAME + " " + imp.configparams.COUNT.tointeger());
+server.log(typeof d + " " + typeof d.a + " " + typeof d.a[2] + " " + typeof d.b.c + " "
+           + d.a.len());
+server.log(http.jsonencode(d.b) + " " + imp.configparams.NAME + " "
+           + imp.configparams.COUNT.tointeger());
 local h = http.hash.hmacsha256("what do ya want for nothing?", "Jefe");
 server.log(typeof h + " " + h.len() + " " + http.base64encode(h));
 local b = http.base64decode("AAEC/w==");
@@ -225,7 +231,8 @@ def test_host_access_is_not_bound() -> None:
 def test_storage_round_trip_across_vms(tmp_path: Path, lines: Lines) -> None:
     path = tmp_path / "agent.json"
     for source in ('server.save({n = 3, tags = ["a"], ok = true});',
-                   'local t = server.load(); server.log(t.n + " " + t.tags[0] + " " + typeof t.ok);'):
+                   'local t = server.load();\n'
+                   'server.log(t.n + " " + t.tags[0] + " " + typeof t.ok);'):
         agent = Agent(Settings(backend="memory", agent_id="storage"))
         vm = SquirrelVM(agent, make_env(agent, path))
         load(vm, source)
@@ -291,7 +298,8 @@ def test_jsonencode_in_squirrel_matches_the_bridges_encoder(expression: str,
     agent, vm = make_vm()
     load(vm, f"local v = {expression};\nserver.log(http.jsonencode(v));\n"
              "server.log(http.jsonencode(v, {compact = true}));\n"
-             "local args = [0, false]; __flat(v, args); server.log(__r(__callv(__b_jsonencode, args)));\n")
+             "local args = [0, false]; __flat(v, args);\n"
+             "server.log(__r(__callv(\"jsonencode\", args)));\n")
     agent.close()
     fast, compact, bridge_encoder = lines.messages()
     assert fast == bridge_encoder
