@@ -42,18 +42,18 @@ function __lit(src) {
 // Natives take any number of arguments cheaply, an array slowly (per-item proxies): spread an
 // argument list (args[0] is left for the count) over a call of fixed arity, padded with null.
 local __c8 = function(op, a) {
-    return __b(op, 
+    return __b(op,
         a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
     );
 };
 local __c16 = function(op, a) {
-    return __b(op, 
+    return __b(op,
         a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9],
         a[10], a[11], a[12], a[13], a[14], a[15]
     );
 };
 local __c32 = function(op, a) {
-    return __b(op, 
+    return __b(op,
         a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9],
         a[10], a[11], a[12], a[13], a[14], a[15], a[16], a[17], a[18], a[19],
         a[20], a[21], a[22], a[23], a[24], a[25], a[26], a[27], a[28], a[29],
