@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from tests.support.examples import variants
-
 from tests.support.mosquitto import Mosquitto
 
 REPO = Path(__file__).resolve().parents[3]
