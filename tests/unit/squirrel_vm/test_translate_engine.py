@@ -55,7 +55,7 @@ def test_the_translate_engine_names_nut_lines(tmp_path: Path, monkeypatch: pytes
 def test_the_translate_engine_says_when_the_translator_is_missing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "bridge.squirrel.port", None)  # import fails
-    with pytest.raises(nut.EngineUnavailable, match="bridge.squirrel.port"):
+    with pytest.raises(nut.EngineUnavailable, match=r"bridge\.squirrel\.port"):
         nut.translate(tmp_path / "agent.nut", [])
 
 
