@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from pydantic import SecretStr  # noqa: E402
 
 from bridge import Agent, Settings  # noqa: E402
+from bridge.loop.heap import freeze_heap  # noqa: E402
 from bridge.loop.pacing import connect_pacer  # noqa: E402
 from bridge.testing.hub.broker import free_port  # noqa: E402
 from bridge.testing.hub.tls import make_tls_material  # noqa: E402
@@ -223,16 +224,19 @@ def bench_load(count: int, period: float = 10.0, duration: float = 60.0) -> None
                       "amqps://fleet.example")
         fleet.wait_open(120)
         fleet.open_senders(lambda n: f"/load/{n}")
+        frozen = freeze_heap()  # what `bridge fleet` does once its agents are up
         latencies: list[float] = []
+        lateness: list[float] = []
         lock = threading.Lock()
         sent = [0]
         body = b"x" * 256
-        ends = time.monotonic() + duration
+        begins = time.monotonic() + 1.0
+        ends = begins + duration
 
-        def tick(agent: Agent, sender: Any) -> None:
-            if time.monotonic() >= ends:
-                return
+        def tick(agent: Agent, sender: Any, due: float) -> None:
             started = time.monotonic()
+            if started >= ends:
+                return
             sent[0] += 1
 
             def confirmed() -> None:
@@ -240,20 +244,33 @@ def bench_load(count: int, period: float = 10.0, duration: float = 60.0) -> None
                     latencies.append(time.monotonic() - started)
 
             sender.createtransfer(agent.amqp.createbinarymessage(body)).sendasync(confirmed)
-            agent.imp.wakeup(period, lambda: tick(agent, sender))
+            with lock:
+                lateness.append(started - due)
+            # The next tick is due a period after this one was *due*, not after it ran: a late
+            # tick (start-up, a collection) does not shift every later one into a bunch.
+            then = due + period
+            agent.imp.wakeup(max(0.0, then - time.monotonic()),
+                             lambda: tick(agent, sender, then))
 
         for n, (agent, sender) in enumerate(zip(fleet.agents, fleet.senders, strict=True)):
-            offset = period * n / count  # spread evenly over the period
-            agent.call_soon(lambda a=agent, s=sender, o=offset: a.imp.wakeup(
-                o, lambda: tick(a, s)))
-        time.sleep(duration + 5)
+            due = begins + period * n / count  # spread evenly over the period
+            agent.call_soon(lambda a=agent, s=sender, d=due: a.imp.wakeup(
+                max(0.0, d - time.monotonic()), lambda: tick(a, s, d)))
+        time.sleep(ends - time.monotonic() + 5)
         with lock:
             done = sorted(latencies)
-        p50 = done[len(done) // 2] * 1000 if done else float("nan")
-        p99 = done[int(len(done) * 0.99)] * 1000 if done else float("nan")
+            late = sorted(lateness)
         row("load 256B every 10s", agents=count, sent=sent[0], confirmed=len(done),
-            p50=f"{p50:.1f}ms", p99=f"{p99:.1f}ms", threads=threads())
+            p50=f"{_quantile(done, 0.5):.1f}ms", p99=f"{_quantile(done, 0.99):.1f}ms",
+            timer_late_p99=f"{_quantile(late, 0.99):.1f}ms", freeze=f"{frozen * 1000:.0f}ms",
+            threads=threads())
         fleet.close()
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """The q-quantile of *ordered* seconds, in milliseconds."""
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000 if ordered \
+        else float("nan")
 
 
 def _flat_out(fleet: Fleet, per_agent: int) -> float:
