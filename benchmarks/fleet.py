@@ -48,12 +48,10 @@ from pydantic import SecretStr  # noqa: E402
 from bridge import Agent, Settings  # noqa: E402
 from bridge.loop.heap import freeze_heap  # noqa: E402
 from bridge.loop.pacing import connect_pacer  # noqa: E402
-from bridge.testing.hub.broker import free_port  # noqa: E402
-from bridge.testing.hub.tls import make_tls_material  # noqa: E402
+from bridge.testing.fleet import HUB, TLSMosquitto, bridge_threads  # noqa: E402
+from bridge.testing.fleet import AgentFleet as Fleet  # noqa: E402
 from bridge.testing.mosquitto import PrivateMosquitto  # noqa: E402
 from bridge.testing.rabbitmq import RabbitNode  # noqa: E402
-
-HUB = "myhub.azure-devices.net"
 
 
 def rss() -> int:
@@ -63,30 +61,9 @@ def rss() -> int:
     return 0
 
 
-def threads() -> int:
-    """The bridge's threads (network loops, reactors, dispatcher workers, timers, resolvers)
-    and the main thread; the benchmark's own broker-log readers are not counted."""
-    return sum(1 for t in threading.enumerate()
-               if t.name.startswith("bridge") or t is threading.main_thread())
-
-
 def cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system
-
-
-class TLSMosquitto(PrivateMosquitto):
-    """A private Mosquitto with a TLS listener too (certificate for localhost and HUB)."""
-
-    def __init__(self, directory: Path, **kwargs: Any) -> None:
-        super().__init__(directory, **kwargs)
-        self.tls_port = free_port()
-        self.tls = make_tls_material(directory / "tls", [HUB])
-
-    def listener_lines(self) -> list[str]:
-        return [*super().listener_lines(), f"listener {self.tls_port} 127.0.0.1",
-                f"cafile {self.tls.ca_file}", f"certfile {self.tls.cert_file}",
-                f"keyfile {self.tls.key_file}"]
 
 
 @contextmanager
@@ -100,55 +77,6 @@ def mosquitto(tls: bool = False, persistence: bool = False) -> Iterator[Any]:
             yield broker
         finally:
             broker.stop()
-
-
-class Fleet:
-    """N agents with one connection each, dispatched on the shared pool."""
-
-    def __init__(self, settings_for: Callable[[int], Settings], count: int, url: str) -> None:
-        self.opened = threading.Semaphore(0)
-        self.errors: list[tuple[str, str | None]] = []
-        self.agents: list[Agent] = []
-        self.connections: list[Any] = []
-        self.senders: list[Any] = []
-        self.started = time.monotonic()
-        for n in range(count):
-            agent = Agent(settings_for(n))
-            self.connections.append(agent.amqp.openconnection(url, self._event))
-            agent.start()
-            self.agents.append(agent)
-
-    def _event(self, event: str, detail: str | None) -> None:
-        if event == "CONNECTION_OPEN":
-            self.opened.release()
-        elif event.endswith("_ERROR"):
-            self.errors.append((event, detail))
-
-    def wait_open(self, timeout: float) -> float:
-        deadline = time.monotonic() + timeout
-        for n in range(len(self.agents)):
-            if not self.opened.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                raise RuntimeError(f"only {n} of {len(self.agents)} connected in {timeout:g} s; "
-                                   f"errors: {self.errors[:3]}")
-        return time.monotonic() - self.started
-
-    def open_senders(self, path_for: Callable[[int], str]) -> None:
-        done = threading.Semaphore(0)
-        for n, (agent, conn) in enumerate(zip(self.agents, self.connections, strict=True)):
-            def open_one(conn: Any = conn, n: int = n) -> None:
-                session = conn.opensession()
-                self.senders.append(session.opensender(path_for(n),
-                                                       lambda e, d: done.release()))
-            agent.call_soon(open_one)
-        for _ in self.agents:
-            done.acquire(timeout=60)
-
-    def close(self) -> None:
-        for agent in self.agents:
-            agent.begin_close()
-        deadline = time.monotonic() + 30
-        for agent in self.agents:
-            agent.finish_close(deadline)
 
 
 def row(name: str, **figures: Any) -> None:
@@ -168,7 +96,7 @@ def measure_fleet(name: str, make: Callable[[], Fleet], timeout: float) -> Fleet
     idle = (cpu_seconds() - cpu) / 5 * 100
     count = len(fleet.agents)
     row(name, agents=count, connected_in=f"{took:.1f}s",
-        rss_per_agent=f"{grown / count / 1024:.1f}KB", threads=threads(),
+        rss_per_agent=f"{grown / count / 1024:.1f}KB", threads=bridge_threads(),
         idle_cpu=f"{idle:.1f}%", errors=len(fleet.errors))
     return fleet
 
@@ -263,7 +191,7 @@ def bench_load(count: int, period: float = 10.0, duration: float = 60.0) -> None
         row("load 256B every 10s", agents=count, sent=sent[0], confirmed=len(done),
             p50=f"{_quantile(done, 0.5):.1f}ms", p99=f"{_quantile(done, 0.99):.1f}ms",
             timer_late_p99=f"{_quantile(late, 0.99):.1f}ms", freeze=f"{frozen * 1000:.0f}ms",
-            threads=threads())
+            threads=bridge_threads())
         fleet.close()
 
 
