@@ -10,7 +10,8 @@ Rows (docs/benchmarks.md records a run):
   connected, RSS growth per agent, threads, CPU of the idle fleet;
 - ``iothub``: N IoT Hub agents over TLS with SAS (connection strings, self-signed tokens)
   against a private TLS Mosquitto, connects paced at ``--iothub-rate`` per second;
-- ``amqp``: N/5 AMQP agents against a private RabbitMQ node;
+- ``amqp``: N/5 AMQP agents against a private RabbitMQ node; ``amqp-mux``: the same with
+  ``amqp.multiplex = 500`` (physical connections counted by the broker);
 - ``load``: N MQTT agents each sending a 256 B QoS 1 message every 10 s for 60 s: confirmed,
   p50/p99 send -> confirm;
 - ``throughput``: one agent flat out, then 1,000 agents flat out, in the same run (confirmed
@@ -59,6 +60,13 @@ def rss() -> int:
         if line.startswith("VmRSS"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def tcp_connections_to(port: int) -> int:
+    """Established TCP connections of this machine to 127.0.0.1:*port* (/proc/net/tcp)."""
+    remote = f"0100007F:{port:04X}"
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for line in lines if line.split()[2] == remote and line.split()[3] == "01")
 
 
 def cpu_seconds() -> float:
@@ -132,14 +140,18 @@ def bench_iothub(count: int, rate: float) -> None:
         fleet.close()
 
 
-def bench_amqp(count: int) -> None:
+def bench_amqp(count: int, multiplex: int = 0) -> None:
     with tempfile.TemporaryDirectory() as directory:
         node = RabbitNode(Path(directory)).start()
         try:
-            base = Settings(backend="amqp", amqp={"url": node.url})
-            fleet = measure_fleet("amqp agents (RabbitMQ)", lambda: Fleet(
+            base = Settings(backend="amqp", amqp={"url": node.url, "multiplex": multiplex})
+            name = f"amqp multiplex {multiplex}" if multiplex else "amqp agents (RabbitMQ)"
+            fleet = measure_fleet(name, lambda: Fleet(
                 lambda n: base.model_copy(update={"agent_id": f"a{n}"}), count,
                 "amqp://fleet.example"), 120)
+            fleet.open_senders(lambda n: f"/topic/fleet.{n}")
+            physical = tcp_connections_to(node.port)
+            row(f"  {name}: senders", agents=count, physical_connections=physical)
             fleet.close()
         finally:
             node.stop()
@@ -295,7 +307,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", type=int, default=10_000)
-    parser.add_argument("--rows", default="mqtt,iothub,amqp,load,throughput,restart,raw,sdk")
+    parser.add_argument("--rows",
+                        default="mqtt,iothub,amqp,amqp-mux,load,throughput,restart,raw,sdk")
     parser.add_argument("--iothub-rate", type=float, default=250.0)
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -311,6 +324,8 @@ def main() -> None:
         bench_iothub(count, args.iothub_rate)
     if "amqp" in rows:
         bench_amqp(max(1, count // 5))
+    if "amqp-mux" in rows:
+        bench_amqp(max(1, count // 5), multiplex=500)
     if "load" in rows:
         bench_load(count)
     if "throughput" in rows:

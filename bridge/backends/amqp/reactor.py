@@ -323,6 +323,14 @@ class ReactorPool:
             reactor.slots.add(slot)  # counted from now on (placement is by load)
             return slot
 
+    def place_on(self, reactor: Reactor, on_crash: Callable[[BaseException], None]
+                 ) -> ReactorSlot:
+        """A slot on *reactor* (a multiplexed connection's members share its thread)."""
+        with self._lock:
+            slot = ReactorSlot(reactor, on_crash)
+            reactor.slots.add(slot)
+            return slot
+
     @property
     def reactors(self) -> list[Reactor]:
         return list(self._reactors)
