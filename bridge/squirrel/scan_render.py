@@ -9,7 +9,10 @@ from bridge.squirrel.scan import AmqpSite, Deviation, ScanReport
 
 
 def _where(file: str, line: int) -> str:
-    return f"{os.path.relpath(file) if os.path.isabs(file) else file}:{line}"
+    if os.path.isabs(file):
+        relative = os.path.relpath(file)
+        file = file if relative.startswith("..") else relative
+    return f"{file}:{line}"
 
 
 def _cut(text: str, width: int) -> str:
@@ -44,12 +47,14 @@ def _deviation_refs(site: AmqpSite) -> str:
 def render_text(report: ScanReport) -> str:
     """The terminal form: call sites, the deviations met, imp APIs, what is unsupported."""
     out = [f"bridge scan: {len(report.files)} file(s), backend {report.backend}", ""]
-    out.append(f"AMQP call sites ({len(report.amqp)})")
-    rows: list[tuple[str, ...]] = [("WHERE", "CALL", "DETAIL", "BECOMES", "DEVIATIONS")]
-    rows += [(_where(s.file, s.line), s.call, s.detail,
-              s.becomes if s.supported else f"UNSUPPORTED: {s.problem}", _deviation_refs(s))
-             for s in report.amqp]
-    out += _columns(rows, (48, 19, 44, 70, 60))
+    out.append(f"AMQP call sites ({len(report.amqp)}): where, call, detail; -> what it becomes "
+               f"[deviations]")
+    lines = _columns([(_where(s.file, s.line), s.call, s.detail) for s in report.amqp],
+                     (48, 19, 1000))
+    for line, site in zip(lines, report.amqp, strict=True):
+        refs = _deviation_refs(site)
+        what = site.becomes if site.supported else f"UNSUPPORTED: {site.problem}"
+        out += [line, f"      -> {what}" + (f"  [{refs}]" if refs else "")]
     deviations = _deviations(report)
     if deviations:
         out += ["", f"Deviations that apply on {report.backend} ({len(deviations)})"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from bridge.cli import cli
@@ -88,3 +89,21 @@ def test_unresolved_require_exits_2(tmp_path: Path) -> None:
 def test_json_and_markdown_are_exclusive() -> None:
     code, _, err = run(str(AGENT), "--json", "--markdown")
     assert code == 2 and "choose one" in err
+
+
+def test_porting_doc_example_is_what_scan_prints(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "porting.md").read_text("utf-8")
+    section = doc.split("## Before porting: `bridge scan`", 1)[1]
+    agent = section.split("```squirrel\n", 1)[1].split("```", 1)[0]
+    printed = section.split("```text\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "agent.nut").write_text(agent)
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run("agent.nut", "--backend", "iothub")
+    assert code == 0
+    actual = out.splitlines()
+    for line in printed.splitlines():
+        if line.endswith(" …"):  # shortened in the doc
+            assert any(a.startswith(line[:-2]) for a in actual), line
+        else:
+            assert line in actual, line
