@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 
 from bridge.squirrel.scan import AmqpSite, Deviation, ScanReport
 
@@ -32,7 +33,7 @@ def _deviations(report: ScanReport) -> dict[str, Deviation]:
     return dict(sorted(found.items()))
 
 
-def _columns(rows: list[tuple[str, ...]], widths: tuple[int, ...]) -> list[str]:
+def _columns(rows: Sequence[tuple[str, ...]], widths: tuple[int, ...]) -> list[str]:
     if not rows:
         return []
     sizes = [min(max(len(row[i]) for row in rows), widths[i]) for i in range(len(widths))]
@@ -60,7 +61,7 @@ def render_text(report: ScanReport) -> str:
         out += ["", f"Deviations that apply on {report.backend} ({len(deviations)})"]
         out += [f"  {d.source}: {d.text}" for d in deviations.values()]
     out += ["", f"imp APIs ({len(report.apis)})"]
-    rows = [("WHERE", "API", "STATUS", "NOTE")]  # same list type: tuple[str, ...]
+    rows = [("WHERE", "API", "STATUS", "NOTE")]
     rows += [(_where(s.file, s.line), s.api, s.status, s.note) for s in report.apis]
     out += _columns(rows, (48, 28, 11, 70))
     if report.requires:
