@@ -142,6 +142,8 @@ class ExpressionParser:
         if target is self.parenthesized or not isinstance(
                 target, _SETTABLE if op.kind == "=" else _ASSIGNABLE):
             raise self.error(f"can't assign expression (left of {op.kind!r})", op)
+        if isinstance(target, (ast.Member, ast.Index)) and isinstance(target.obj, ast.Base):
+            raise self.error(f"can't modify a slot of 'base' (left of {op.kind!r})", op)
         if op.kind == "<-" and isinstance(target, ast.Identifier) and self.is_local(target.name):
             raise self.error(f"can't 'create' a local slot ({target.name!r} is a local; "
                              f"use '=')", op)
@@ -185,7 +187,8 @@ class ExpressionParser:
             elif kind in ("++", "--") and not tok.newline_before:
                 self.check_assignable(node, tok)
                 self.next()
-                node = ast.IncDec(kind, False, node, **self.pos_of(tok))
+                # nothing may follow a postfix ++/-- (3.0.5: `a++.b`, `a--[0]` do not compile)
+                return ast.IncDec(kind, False, node, **self.pos_of(tok))
             else:
                 return node
 
@@ -273,6 +276,8 @@ class ExpressionParser:
         if kind == "delete":
             self.next()
             target = self.postfix()
+            if isinstance(target, (ast.Member, ast.Index)) and isinstance(target.obj, ast.Base):
+                raise self.error("can't delete a slot of 'base'", tok)
             if target is self.parenthesized or not isinstance(target, _ASSIGNABLE) or (
                     isinstance(target, ast.Identifier) and self.is_local(target.name)):
                 raise self.error("can't delete an expression (only a slot: a.b, a[k], ::name)",

@@ -7,6 +7,8 @@ against the real VM in the tests:
 - a statement ends at ``;``, a line break, ``}`` or the end of the file; after a statement that
   ends with ``}`` or ``;`` nothing more is needed (``if (x) {} y()`` on one line is still an
   error, as in the VM: the then-branch must end before anything but ``else``);
+- after an ``else`` branch that does not end with ``}`` the statement must end there too, and
+  ``const`` ends its own statement (both as the 3.0.5 compiler does);
 - commas are optional between call arguments, array items, table slots and enum members;
 - ``x\\n[1]`` is an error and ``x\\n++`` is not a postfix increment;
 - ``in`` and ``instanceof`` bind like ``<``; ``&&`` binds tighter than ``||``; ``typeof``, ``!``,
@@ -83,6 +85,8 @@ class _Parser(ExpressionParser):
         if self.tok.kind == "else":
             self.next()
             otherwise = self.scoped_statement()
+            if self.prev_kind != "}":  # 3.0.5: `if (a) b() else if (c) d() else e(); f()` fails
+                self.optional_semicolon()
         self.context.pop()
         return ast.If(test, then, otherwise, **where)
 
@@ -273,6 +277,7 @@ class _Parser(ExpressionParser):
         self.context.append(f"const {name}")
         self.expect("=")
         value = self.scalar()
+        self.optional_semicolon()  # its own, as in 3.0.5: `try const K = 1 catch …` fails
         self.context.pop()
         return ast.ConstDecl(name, value, **where)
 

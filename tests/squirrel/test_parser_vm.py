@@ -82,6 +82,18 @@ ACCEPTED = [
     "x = {a = function() {}}.a()",
     "class A { static function f() {} static [1] = 2 }",
     "local s = @\"multi\nline\"",
+    "if (a) b(); else c(); d()",
+    "if (a) b(); else { c() } d()",
+    "if (a) x() else {} f()",
+    "if (a) b() else while (c) d(); e()",
+    "do local x = 1 while (c)",
+    "try {} catch (e) x(); f()",
+    "function f() return 1; g()",
+    "local c = class { x = base.m }",
+    "function f() { return base.m }",
+    "local x = --a.m",
+    "local x = 1.5",
+    "const K = 1; const J = 2",
 ]
 
 # Each is rejected by the VM (checked below): the parser must reject it too.
@@ -116,6 +128,19 @@ REJECTED = [
     "local x = 018",
     "local s = \"a\nb\"",
     "local x = .5",
+    "if (a) b() else if (c) d() else e(); f()",
+    "if (a) if (b) c(); else d(); e()",
+    "if (a) {} else if (b) {} f()",
+    "do if (a) b() else c() while (d)",
+    "try const K = 5 catch (e) {}",
+    "while (a) x() f()",
+    "local f = function() return 1 g()",
+    "local a = 1.5.m",
+    "a++.m",
+    "a--[0]",
+    "function f() { base.m = 1 }",
+    "function f() { --base.m }",
+    "function f() { delete base.m }",
 ]
 
 
