@@ -114,7 +114,8 @@ class _Lexer:
         append = tokens.append
         newline = False
         last_token_line = 0
-        pos = 0
+        pos = 1 if source.startswith("\ufeff") else 0  # a UTF-8 byte order mark
+        self.line_start = pos
         end = len(source)
         match_at = _MASTER.match
         while pos < end:

@@ -338,7 +338,11 @@ _STATEMENTS = {
 def parse(source: str, file: str = "<string>") -> ast.Program:
     """The tree of ``source``; SquirrelSyntaxError naming file:line:column and the construct."""
     lexed = lex(source, file)
-    program = _Parser(lexed.tokens, file).program()
+    parser = _Parser(lexed.tokens, file)
+    try:
+        program = parser.program()
+    except RecursionError:
+        raise parser.error("expressions or blocks nested too deeply") from None
     program.comments = lexed.comments
     return program
 

@@ -157,3 +157,8 @@ def test_errors(source: str, line: int, column: int, needle: str) -> None:
 ])
 def test_wrap32(value: int, expected: int) -> None:
     assert wrap32(value) == expected
+
+
+def test_byte_order_mark_is_skipped() -> None:
+    tokens = tokenize("\ufefflocal a", "bom.nut")
+    assert [(t.kind, t.line, t.column) for t in tokens[:2]] == [("local", 1, 1), (IDENT, 1, 7)]

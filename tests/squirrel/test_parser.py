@@ -227,3 +227,10 @@ def test_syntax_errors(source: str, line: int, column: int, needle: str,
     assert needle in text
     if construct is not None:
         assert info.value.construct == construct and f"(in {construct})" in text
+
+
+def test_deep_nesting_is_a_syntax_error_not_a_crash() -> None:
+    with pytest.raises(SquirrelSyntaxError, match="nested too deeply"):
+        parse("local x = " + "(" * 2000 + "1" + ")" * 2000, "deep.nut")
+    long_chain = "local s = " + " + ".join(['"a"'] * 5000)
+    assert isinstance(parse(long_chain, "long.nut").body[0], ast.LocalDecl)
