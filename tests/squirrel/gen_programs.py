@@ -106,3 +106,46 @@ def stmt(r: random.Random, d: int = 0) -> str:
 
 def program(r: random.Random) -> str:
     return separator(r).join(stmt(r) for _ in range(r.randrange(1, 4)))
+
+
+# --- declarations: class bodies, tables, enums, parameter lists --------------------------------
+
+def _member(r: random.Random, d: int) -> str:
+    head = r.choice(["", "", "static ", "</ a = 1 /> ", "</ a = 1, b = \"x\" /> static "])
+    body = r.choice([
+        "x = " + expr(r, 2), "[" + expr(r, 2) + "] = 1", "function m(" + r.choice(PARAMS)
+        + ") { return 1 }", "constructor(" + r.choice(PARAMS) + ") {}", "Inner = class { v = 1 }",
+        '"j": 1', "x", "function () {}", "static", "1 = 2",
+    ])
+    return head + body + r.choice([";", "", " ", ",", "\n", ";;"])
+
+
+def _class(r: random.Random, d: int) -> str:
+    name = r.choice(["C", "C.D", "::C", "C::D"])
+    base = r.choice(["", " extends B", " extends B.C", " extends (B)", " extends"])
+    attrs = r.choice(["", " </ doc = \"x\" />"])
+    return "class " + name + base + attrs + " { " + "".join(
+        _member(r, d) for _ in range(r.randrange(4))) + "}"
+
+
+def _table(r: random.Random, d: int) -> str:
+    slots = [r.choice(["k = 1", "[2] = 3", '"j": 4', '"j" = 4', "function f() {}", "k", "1 = 2",
+                       "k = function() {}", "constructor = 1"]) for _ in range(r.randrange(4))]
+    return "local t = {" + "".join(s + r.choice([",", "", " ", "\n", ";"]) for s in slots) + "}"
+
+
+def _enum(r: random.Random, d: int) -> str:
+    members = [r.choice(["A", "B = 2", "C = -3", 'D = "s"', "E = 1.5", "F = true", "G = x",
+                         "H = -1.5", "I = null", "J = 'c'"]) for _ in range(r.randrange(4))]
+    return "enum E { " + "".join(m + r.choice([",", " ", "\n", ";"]) for m in members) + "}"
+
+
+def _function(r: random.Random, d: int) -> str:
+    params = ", ".join(r.choice(["p", "q = 1", "r = a.b", "...", "s"])
+                       for _ in range(r.randrange(4))) + r.choice(["", ","])
+    head = r.choice(["function f", "function A::f", "local function f", "local f = function",
+                     "function ::f", "f <- function"])
+    return head + "(" + params + ") " + r.choice(["{}", "{ return vargv }", "return 1"])
+
+
+STATEMENTS += [_class, _table, _enum, _function]
