@@ -244,7 +244,10 @@ class LocalDecl(Node):
 
 @dataclass(slots=True)
 class LocalFunction(Node):
-    """``local function name(…) {…}``: the local exists inside its own body (recursion)."""
+    """``local function name(…) {…}``. As in Squirrel 3.0.5 the local is declared *after* the
+    body is compiled: inside its own body ``name`` is not this local (it resolves through
+    ``this`` / the root table), so ``local function f() { f() }`` fails at run time with
+    "the index 'f' does not exist" unless such a slot exists."""
 
     name: str
     function: FunctionExpr

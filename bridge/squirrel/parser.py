@@ -190,8 +190,10 @@ class _Parser(ExpressionParser):
         if self.tok.kind == "function":
             self.next()
             name = self.name("the function's name")
-            self.declare(name)  # visible in its own body: local function f() { f() }
-            return ast.LocalFunction(name, self.function_rest(name, where), **where)
+            function = self.function_rest(name, where)
+            # declared after its body, as 3.0.5 does: inside, `name` is not this local
+            self.declare(name)
+            return ast.LocalFunction(name, function, **where)
         self.context.append("local declaration")
         names: list[ast.LocalVar] = []
         while True:

@@ -94,6 +94,7 @@ ACCEPTED = [
     "local x = --a.m",
     "local x = 1.5",
     "const K = 1; const J = 2",
+    "local function g() { g <- 1 }",  # g is not yet a local inside its own body
 ]
 
 # Each is rejected by the VM (checked below): the parser must reject it too.
