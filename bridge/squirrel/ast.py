@@ -50,9 +50,14 @@ class Null(Node):
 
 @dataclass(slots=True)
 class Identifier(Node):
-    """A bare name: a local, an outer local, a slot of ``this``, a constant or a root slot."""
+    """A bare name, resolved as the 3.0.5 compiler resolves it, in this order: ``scope`` is
+    ``"local"`` (a local or parameter of the enclosing function), ``"outer"`` (a local of an
+    enclosing function: a closure variable, readable and assignable), ``"const"`` (a ``const``
+    or ``enum`` declared earlier in the file), or ``""``: looked up at run time in ``this``
+    (so ``member = x`` in a method writes the instance slot), then in the root table."""
 
     name: str
+    scope: str = ""
 
 
 @dataclass(slots=True)

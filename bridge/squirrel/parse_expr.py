@@ -47,9 +47,10 @@ class ExpressionParser:
         self.tok = tokens[0]
         self.prev_kind = ""  # kind of the last consumed token
         self.context: list[str] = []  # the constructs being read, for error messages
-        self.scopes: list[list[set[str]]] = [[set()]]  # per function: its block scopes
+        self.scopes: list[list[set[str]]] = [[{"vargv"}]]  # per function: its block scopes
         self.jumps: list[list[int]] = [[0, 0]]  # per function: [loops, switches] enclosing
         self.parenthesized: ast.Node | None = None  # the last expression read inside ( )
+        self.constants: set[str] = set()  # const and enum names declared so far
 
     # --- token plumbing ---------------------------------------------------------------------
 
@@ -97,6 +98,14 @@ class ExpressionParser:
 
     def is_local(self, name: str) -> bool:
         return any(name in block for function in self.scopes for block in function)
+
+    def scope_of(self, name: str) -> str:
+        """``local``, ``outer``, ``const`` or "" (this, then root): see ast.Identifier."""
+        if any(name in block for block in self.scopes[-1]):
+            return "local"
+        if any(name in block for function in self.scopes[:-1] for block in function):
+            return "outer"
+        return "const" if name in self.constants else ""
 
     def push_block(self) -> None:
         self.scopes[-1].append(set())
@@ -211,7 +220,8 @@ class ExpressionParser:
         where = self.pos_of(tok)
         if kind == IDENT:
             self.next()
-            return ast.Identifier(str(tok.value), **where)
+            name = str(tok.value)
+            return ast.Identifier(name, self.scope_of(name), **where)
         if kind == INT:
             self.next()
             return ast.Integer(tok.value, **where)  # type: ignore[arg-type]
@@ -390,7 +400,8 @@ class ExpressionParser:
                             "lambda" if is_lambda else "anonymous function")
         self.expect("(")
         params, varargs = self.parameters()
-        self.scopes.append([{p.name for p in params} | {"this", "vargv"}])
+        # 3.0.5 gives every function a `vargv` local (an empty array without `...`)
+        self.scopes.append([{p.name for p in params} | {"vargv"}])
         self.jumps.append([0, 0])
         body = self.expression() if is_lambda else self.statement()
         self.jumps.pop()

@@ -241,8 +241,9 @@ class _Parser(ExpressionParser):
             at = self.pos_of(self.next())
             target = ast.RootAccess(self.name("the class name"), **at)
         else:
-            target = ast.Identifier(self.name("the class name"), **self.pos_of(self.tokens[
-                self.pos - 1]))
+            at = self.pos_of(self.tok)
+            name = self.name("the class name")
+            target = ast.Identifier(name, self.scope_of(name), **at)
         while self.tok.kind == ".":
             at = self.pos_of(self.next())
             target = ast.Member(target, self.name("a name after '.'"), **at)
@@ -271,6 +272,7 @@ class _Parser(ExpressionParser):
                 self.next()
         self.next()
         self.context.pop()
+        self.constants.add(name)
         return ast.EnumDecl(name, members, **where)
 
     def const_statement(self) -> ast.Node:
@@ -281,6 +283,7 @@ class _Parser(ExpressionParser):
         value = self.scalar()
         self.optional_semicolon()  # its own, as in 3.0.5: `try const K = 1 catch …` fails
         self.context.pop()
+        self.constants.add(name)
         return ast.ConstDecl(name, value, **where)
 
     def scalar(self) -> ast.Node:

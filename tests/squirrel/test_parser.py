@@ -234,3 +234,31 @@ def test_deep_nesting_is_a_syntax_error_not_a_crash() -> None:
         parse("local x = " + "(" * 2000 + "1" + ")" * 2000, "deep.nut")
     long_chain = "local s = " + " + ".join(['"a"'] * 5000)
     assert isinstance(parse(long_chain, "long.nut").body[0], ast.LocalDecl)
+
+
+def test_identifier_scopes_follow_the_compiler() -> None:
+    program = parse("""
+const LIMIT = 3
+enum Colour { Red }
+local top = 1
+function f(param, ...) {
+    local inner = param + top + LIMIT + Colour.Red + vargv.len() + member + ::root
+    local g = function() { inner = 2; return top }
+    foreach (k, v in inner) { v; k }
+    try {} catch (err) { err }
+    local function h() { h }
+    return unknown
+}
+local after = LIMIT
+""", "scopes.nut")
+    seen = [(n.name, n.scope) for n in ast.walk(program) if isinstance(n, ast.Identifier)]
+    assert seen == [
+        ("param", "local"), ("top", "outer"), ("LIMIT", "const"), ("Colour", "const"),
+        ("vargv", "local"), ("member", ""),
+        ("inner", "outer"), ("top", "outer"),
+        ("inner", "local"), ("v", "local"), ("k", "local"),
+        ("err", "local"),
+        ("h", ""),  # a local function is not visible in its own body (3.0.5)
+        ("unknown", ""),
+        ("LIMIT", "const"),
+    ]
