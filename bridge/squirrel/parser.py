@@ -19,6 +19,8 @@ against the real VM in the tests:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from bridge.squirrel import ast
 from bridge.squirrel.lexer import lex, wrap32
 from bridge.squirrel.parse_expr import PRECEDENCE, ExpressionParser
@@ -340,16 +342,29 @@ _STATEMENTS = {
 }
 
 
-def parse(source: str, file: str = "<string>") -> ast.Program:
-    """The tree of ``source``; SquirrelSyntaxError naming file:line:column and the construct."""
+def parse(source: str, file: str = "<string>", *,
+          constants: Iterable[str] = ()) -> ast.Program:
+    """The tree of ``source``; SquirrelSyntaxError naming file:line:column and the construct.
+
+    ``constants``: ``const``/``enum`` names declared by files compiled before this one (the
+    libraries it ``#require``s, see `declared_constants`): the VM keeps one constant table, so
+    their names resolve as constants here too (``Identifier.scope == "const"``).
+    """
     lexed = lex(source, file)
     parser = _Parser(lexed.tokens, file)
+    parser.constants.update(constants)
     try:
         program = parser.program()
     except RecursionError:
         raise parser.error("expressions or blocks nested too deeply") from None
     program.comments = lexed.comments
     return program
+
+
+def declared_constants(program: ast.Program) -> set[str]:
+    """The ``const`` and ``enum`` names a file declares at any depth (they are global)."""
+    return {node.name for node in ast.walk(program)
+            if isinstance(node, (ast.ConstDecl, ast.EnumDecl))}
 
 
 def parse_expression(source: str, file: str = "<string>") -> ast.Node:
@@ -361,4 +376,4 @@ def parse_expression(source: str, file: str = "<string>") -> ast.Node:
     return node
 
 
-__all__ = ["PRECEDENCE", "parse", "parse_expression"]
+__all__ = ["PRECEDENCE", "declared_constants", "parse", "parse_expression"]

@@ -6,7 +6,7 @@ import pytest
 
 from bridge.squirrel import ast
 from bridge.squirrel.errors import SquirrelSyntaxError
-from bridge.squirrel.parser import parse, parse_expression
+from bridge.squirrel.parser import declared_constants, parse, parse_expression
 from tests.squirrel.sexp import sx
 
 EXPRESSIONS = [
@@ -262,3 +262,12 @@ local after = LIMIT
         ("unknown", ""),
         ("LIMIT", "const"),
     ]
+
+
+def test_constants_of_required_libraries() -> None:
+    library = parse("const API = 1\nenum State { On }\nfunction f() { const INNER = 2 }", "l.nut")
+    assert declared_constants(library) == {"API", "State", "INNER"}
+    agent = parse("local x = API + State.On + other", "a.nut",
+                  constants=declared_constants(library))
+    scopes = {n.name: n.scope for n in ast.walk(agent) if isinstance(n, ast.Identifier)}
+    assert scopes == {"API": "const", "State": "const", "other": ""}
