@@ -36,6 +36,13 @@ _SETTABLE = (*_ASSIGNABLE, ast.This)  # `this = x` compiles in 3.0.5 (and fails 
 
 
 
+def _constant(target: ast.Node) -> bool:
+    """A const, or a member of an enum (``E.A``): the compiler folds both into values."""
+    if isinstance(target, (ast.Member, ast.Index)):
+        target = target.obj
+    return isinstance(target, ast.Identifier) and target.scope == "const"
+
+
 class ExpressionParser:
     """Token plumbing, scopes and every expression; :mod:`bridge.squirrel.parser` adds the
     statements (function bodies need them, hence the abstract :meth:`statement`)."""
@@ -51,6 +58,7 @@ class ExpressionParser:
         self.jumps: list[list[int]] = [[0, 0]]  # per function: [loops, switches] enclosing
         self.parenthesized: ast.Node | None = None  # the last expression read inside ( )
         self.constants: set[str] = set()  # const and enum names declared so far
+        self.enums: dict[str, set[str]] = {}  # enums of this file -> their member names
 
     # --- token plumbing ---------------------------------------------------------------------
 
@@ -153,6 +161,8 @@ class ExpressionParser:
             raise self.error(f"can't assign expression (left of {op.kind!r})", op)
         if isinstance(target, (ast.Member, ast.Index)) and isinstance(target.obj, ast.Base):
             raise self.error(f"can't modify a slot of 'base' (left of {op.kind!r})", op)
+        if _constant(target):
+            raise self.error(f"can't assign to a constant (left of {op.kind!r})", op)
         if op.kind == "<-" and isinstance(target, ast.Identifier) and self.is_local(target.name):
             raise self.error(f"can't 'create' a local slot ({target.name!r} is a local; "
                              f"use '=')", op)
@@ -221,7 +231,10 @@ class ExpressionParser:
         if kind == IDENT:
             self.next()
             name = str(tok.value)
-            return ast.Identifier(name, self.scope_of(name), **where)
+            scope = self.scope_of(name)
+            if scope == "const" and name in self.enums:
+                return self.enum_member(name, where)
+            return ast.Identifier(name, scope, **where)
         if kind == INT:
             self.next()
             return ast.Integer(tok.value, **where)  # type: ignore[arg-type]
@@ -288,12 +301,23 @@ class ExpressionParser:
             target = self.postfix()
             if isinstance(target, (ast.Member, ast.Index)) and isinstance(target.obj, ast.Base):
                 raise self.error("can't delete a slot of 'base'", tok)
+            if _constant(target):
+                raise self.error("can't delete a constant", tok)
             if target is self.parenthesized or not isinstance(target, _ASSIGNABLE) or (
                     isinstance(target, ast.Identifier) and self.is_local(target.name)):
                 raise self.error("can't delete an expression (only a slot: a.b, a[k], ::name)",
                                  tok)
             return ast.Delete(target, **where)
         raise self.error(f"expression expected, found {tok.describe()}")
+
+    def enum_member(self, name: str, where: Pos) -> ast.Node:
+        """``E.A``: an enum is only ever read as one of its members (a compile-time value)."""
+        dot = self.expect(".", f"'.' after enum {name} (an enum is used as {name}.MEMBER)")
+        member = self.name(f"a member of enum {name}")
+        if member not in self.enums[name]:
+            raise self.error(f"invalid constant [{name}.{member}]: enum {name} has no member "
+                             f"{member!r}", self.tokens[self.pos - 1])
+        return ast.Member(ast.Identifier(name, "const", **where), member, **self.pos_of(dot))
 
     def array_literal(self) -> ast.Node:
         where = self.pos_of(self.next())

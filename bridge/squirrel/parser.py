@@ -275,6 +275,7 @@ class _Parser(ExpressionParser):
         self.next()
         self.context.pop()
         self.constants.add(name)
+        self.enums[name] = {m.name for m in members}
         return ast.EnumDecl(name, members, **where)
 
     def const_statement(self) -> ast.Node:

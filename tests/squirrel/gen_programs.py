@@ -10,7 +10,7 @@ BINARY = ["+", "-", "*", "/", "%", "<<", ">>", ">>>", "<", "<=", ">", ">=", "=="
           "&", "|", "^", "&&", "||", "in", "instanceof"]
 ASSIGN = ["=", "<-", "+=", "-=", "*=", "/=", "%="]
 UNARY = ["-", "!", "~", "typeof ", "clone ", "resume ", "++", "--", "delete "]
-NAMES = ["a", "b", "c", "x", "this", "base", "null", "true", "false"]
+NAMES = ["a", "b", "c", "x", "this", "base", "null", "true", "false", "K", "E"]
 NUMBERS = ["1", "0x1F", "017", "1.5", "1e3", "'a'", "2147483648"]
 STRINGS = ['"s"', '@"v""q"', '"\\n"']
 PARAMS = ["", "p", "p, q", "p = 1", "..."]
@@ -35,7 +35,7 @@ ATOMS: list[Gen] = [
     lambda r, d: r.choice(NUMBERS),
     lambda r, d: r.choice(STRINGS),
     lambda r, d: "::" + r.choice(["a", "g"]),
-    lambda r, d: r.choice(["a.b", "a[1]", "f()", "a.b.c"]),
+    lambda r, d: r.choice(["a.b", "a[1]", "f()", "a.b.c", "E.A", "E.B"]),
     lambda r, d: "(" + expr(r, d + 1) + ")",
     lambda r, d: "[" + _list(r, d, expr) + "]",
     lambda r, d: "{" + _list(r, d, lambda r2, d2: r2.choice("kj") + " = " + expr(r2, d2)) + "}",

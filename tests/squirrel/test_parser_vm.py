@@ -95,6 +95,11 @@ ACCEPTED = [
     "local x = 1.5",
     "const K = 1; const J = 2",
     "local function g() { g <- 1 }",  # g is not yet a local inside its own body
+    "const K = 1; local K = 2",
+    "enum E { A } local x = E.A.tostring()",
+    "enum E { A } function f(E) { return E }",
+    "enum E { A } local t = {E = 1}; t.E",
+    "const K = 1; function f(K) { return K = 2 }",  # the parameter shadows the constant
 ]
 
 # Each is rejected by the VM (checked below): the parser must reject it too.
@@ -142,6 +147,16 @@ REJECTED = [
     "function f() { base.m = 1 }",
     "function f() { --base.m }",
     "function f() { delete base.m }",
+    "const K = 1; K <- 2",
+    "const K = 1; K = 2",
+    "const K = 1; K++",
+    "enum E { A } E.A = 2",
+    "enum E { A } E <- 1",
+    "const K = 1; delete K",
+    "enum E { A } local x = E",
+    "enum E { A } local x = E.B",
+    "enum E { A } local x = E[\"A\"]",
+    "enum E { A } local x = typeof E",
 ]
 
 
