@@ -286,8 +286,12 @@ class _FileScan:
 
     def site(self, node: ast.Node, call: str, detail: str, what: str, *,
              path: str | None = None, event: str | None = None, problem: str = "") -> None:
+        line, column = node.line, node.column
+        if isinstance(node, ast.Call) and isinstance(node.callee, ast.Member):
+            # where the method's name starts (the Member node sits on its '.')
+            line, column = node.callee.line, node.callee.column + 1
         self.report.amqp.append(AmqpSite(
-            self.file, node.line, node.column, call, detail, what,
+            self.file, line, column, call, detail, what,
             tuple(self.deviations(call, path, event)), not problem, problem))
 
     def deviations(self, call: str, path: str | None, event: str | None) -> Iterable[Deviation]:
