@@ -1,0 +1,1 @@
+"""Squirrel 3 agent code: lexer, parser, scan, translator, runtime."""
