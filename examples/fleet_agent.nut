@@ -32,7 +32,11 @@ function onCommands(deliveries) {
 
 function send() {
     local sender = state.sender;
-    if (state.sent >= COUNT || sender == null || !sender.isopen()) return;
+    if (state.sent >= COUNT || sender == null) return;
+    if (!sender.isopen()) {  // not open yet (its SENDER_OPEN is on the way): try again later
+        imp.wakeup(INTERVAL, send);
+        return;
+    }
     state.sent++;
     local seq = state.sent;
     local reading = amqp.createbinarymessage(http.jsonencode({device = DEVICE, seq = seq}),

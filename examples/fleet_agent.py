@@ -32,7 +32,10 @@ def on_commands(deliveries):
 
 def send():
     sender = state["sender"]
-    if state["sent"] >= COUNT or sender is None or not sender.isopen():
+    if state["sent"] >= COUNT or sender is None:
+        return
+    if not sender.isopen():  # not open yet (its SENDER_OPEN is on the way): try again later
+        imp.wakeup(INTERVAL, send)
         return
     state["sent"] += 1
     seq = state["sent"]
