@@ -1,0 +1,151 @@
+"""The Squirrel value types translated code creates, and the error every Squirrel throw becomes.
+
+Squirrel tables, arrays and instances are references compared by identity, so ``Table`` and
+``Array`` keep ``dict``/``list`` storage (fast, and the bridge's API takes them as they are) but
+compare and hash by identity. Values that reach translated code from the bridge (plain ``dict``,
+``list``, ``bytes``) are accepted everywhere a table, array or blob is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SquirrelError(Exception):
+    """A Squirrel ``throw`` (of any value) or a runtime error (whose value is its message)."""
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+        super().__init__(value)
+
+    def __str__(self) -> str:
+        from bridge.squirrel.runtime.ops import tostring  # noqa: PLC0415 - ops imports values
+        return self.value if isinstance(self.value, str) else tostring(self.value)
+
+
+class MissingIndex(SquirrelError, AttributeError):
+    """Reading (or ``=``-assigning) a slot that does not exist: "the index 'x' does not exist".
+
+    Also an AttributeError, so Python's own attribute probes (``getattr(x, n, default)``) work.
+    """
+
+    def __init__(self, key: Any) -> None:
+        from bridge.squirrel.runtime.ops import tostring  # noqa: PLC0415
+        SquirrelError.__init__(self, f"the index '{tostring(key)}' does not exist")
+
+
+def _missing(key: Any) -> MissingIndex:
+    return MissingIndex(key)
+
+
+class Table(dict):  # type: ignore[type-arg]
+    """A Squirrel table: slots read as attributes (``t.name``) or items (``t["name"]``).
+
+    A missing slot read throws; ``=`` on a missing slot throws (only ``<-``, `newslot`, creates).
+    """
+
+    __slots__ = ()
+    __eq__ = object.__eq__  # type: ignore[assignment]
+    __ne__ = object.__ne__  # type: ignore[assignment]
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
+    def __missing__(self, key: Any) -> Any:
+        raise _missing(key)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return dict.__getitem__(self, name)
+        except KeyError:
+            raise _missing(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in self:
+            raise _missing(name)
+        dict.__setitem__(self, name, value)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key not in self:
+            raise _missing(key)
+        dict.__setitem__(self, key, value)
+
+    def __repr__(self) -> str:
+        return f"Table({dict.__repr__(self)})"
+
+
+class Array(list):  # type: ignore[type-arg]
+    """A Squirrel array: a list compared by identity (Squirrel arrays are references)."""
+
+    __slots__ = ()
+    __eq__ = object.__eq__  # type: ignore[assignment]
+    __ne__ = object.__ne__  # type: ignore[assignment]
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Array({list.__repr__(self)})"
+
+
+class Instance:
+    """Base of every translated Squirrel class.
+
+    Member defaults are class attributes (so, as in Squirrel, a table or array default is shared
+    by the instances until one assigns its own); assigning a member the class does not declare
+    throws, unless the class has a ``_set`` metamethod; reading one calls ``_get`` if defined.
+    """
+
+    __slots__ = ("__dict__", "__weakref__")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        getter = getattr(type(self), "_get", None)
+        if getter is not None:
+            return getter(self, name)
+        raise _missing(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.__dict__ or hasattr(type(self), name):
+            object.__setattr__(self, name, value)
+            return
+        setter = getattr(type(self), "_set", None)
+        if setter is not None:
+            setter(self, name, value)
+            return
+        raise _missing(name)
+
+    # Squirrel's relational operators on instances go through the _cmp metamethod.
+    def _sq_cmp(self, other: Any) -> int:
+        cmp = getattr(type(self), "_cmp", None)
+        if cmp is None:
+            from bridge.squirrel.runtime.ops import typeof  # noqa: PLC0415
+            raise SquirrelError(f"comparison between '{typeof(self)}' and '{typeof(other)}'")
+        result = cmp(self, other)
+        return int(result)
+
+    def __lt__(self, other: Any) -> bool:
+        return self._sq_cmp(other) < 0
+
+    def __le__(self, other: Any) -> bool:
+        return self._sq_cmp(other) <= 0
+
+    def __gt__(self, other: Any) -> bool:
+        return self._sq_cmp(other) > 0
+
+    def __ge__(self, other: Any) -> bool:
+        return self._sq_cmp(other) >= 0
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} instance>"
+
+
+class Cell:
+    """A boxed local: lets a closure created in a loop body see its own iteration's variable."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+
+
+__all__ = ["Array", "Cell", "Instance", "MissingIndex", "SquirrelError", "Table"]
