@@ -13,6 +13,7 @@ from __future__ import annotations
 from bridge.squirrel.runtime.access import (
     caught, clone, delete, has, index, instanceof, items, newslot, set_index, throw, values,
 )
+from bridge.squirrel.runtime.assign import bump_attr, bump_index, first, root_set, set_attr, set_cell
 from bridge.squirrel.runtime.blob import blob
 from bridge.squirrel.runtime.functions import acall, bindenv, call, getinfos, pacall, pcall
 from bridge.squirrel.runtime.methods import (
@@ -49,7 +50,7 @@ GLOBALS: dict[str, str] = {
 }
 
 __all__ = [
-    "GLOBALS", "INT_MAX", "INT_MIN", "METHOD_FUNCTIONS", "Array", "Cell", "Instance",
+    "GLOBALS", "INT_MAX", "bump_attr", "bump_index", "first", "root_set", "set_attr", "set_cell", "INT_MIN", "METHOD_FUNCTIONS", "Array", "Cell", "Instance",
     "MissingIndex", "SquirrelError", "Table", "acall", "add", "append", "apply", "array",
     "assert_", "bindenv", "bitand", "bitnot", "bitor", "bitxor", "blob", "call", "caught",
     "clear", "clock", "clone", "cmp", "date", "dec", "delete", "div", "eq", "extend", "f32",

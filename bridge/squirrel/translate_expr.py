@@ -1,0 +1,302 @@
+"""Expressions: Squirrel expression nodes to Python expression text.
+
+Where Python's operator means the same thing for every operand Squirrel allows, it is kept
+(``a < b``, ``x is None``, ``a and b`` between booleans); elsewhere the runtime function of the
+same name is called (``sq.add(a, b)`` for ``+``: 32-bit wrap, float32, string concatenation).
+An expression that Python cannot write inline (a function literal, an assignment used as a
+value) adds statements before the current one through ``self.pre``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bridge.squirrel import ast
+from bridge.squirrel import runtime as sq
+from bridge.squirrel.translate_names import Binding, python_name
+
+if TYPE_CHECKING:
+    from bridge.squirrel.translate import Emitter
+
+# Python attribute names of dict/list/str: a Squirrel member of one of these names must not
+# meet Python's method (``t.keys`` is the slot "keys", not dict.keys).
+_SHADOWED = frozenset(n for kind in (dict, list, str) for n in dir(kind)
+                      if not n.startswith("__")) | {"_sq_cmp", "_sq_members"}
+_ARITH = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "&": "bitand",
+          "|": "bitor", "^": "bitxor", "<<": "shl", ">>": "shr", ">>>": "ushr", "<=>": "cmp"}
+_COMPARE = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
+_FOLDABLE = (ast.Integer, ast.Float, ast.String, ast.Bool, ast.Null)
+
+
+def py_string(text: str) -> str:
+    """A Python string literal, double-quoted like most Squirrel code writes them."""
+    body = repr(text)
+    if body.startswith("'") and '"' not in text:
+        body = '"' + body[1:-1].replace("\\'", "'") + '"'
+    return body
+
+
+def literal_value(node: ast.Node) -> Any:
+    if isinstance(node, ast.Integer):
+        return node.value
+    if isinstance(node, ast.Float):
+        return sq.f32(node.value)
+    if isinstance(node, (ast.String, ast.Bool)):
+        return node.value
+    return None
+
+
+def py_literal(value: Any) -> str:
+    if value is None:
+        return "None"
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value:
+            return 'float("nan")'
+        if value in (float("inf"), float("-inf")):
+            return 'float("inf")' if value > 0 else '-float("inf")'
+        return repr(value)
+    return py_string(str(value))
+
+
+class ExprMixin:
+    """The expression half of `Emitter` (which provides ``self.res``, ``self.pre`` ...)."""
+
+    def expr(self: Emitter, node: ast.Node) -> str:  # noqa: C901 - one branch per node kind
+        ref = self.res.refs.get(id(node))
+        if ref is not None and ref.kind == "const" and ref.value is not None:
+            return self.expr(ref.value)
+        if isinstance(node, _FOLDABLE):
+            return py_literal(literal_value(node))
+        if isinstance(node, ast.Identifier):
+            return self.name_read(node)
+        if isinstance(node, ast.This):
+            return self.this(node)
+        if isinstance(node, ast.RootAccess):
+            return self.root_name(node.name)
+        if isinstance(node, ast.Base):
+            return self.super_ref()
+        if isinstance(node, ast.Member):
+            return self.member(node)
+        if isinstance(node, ast.Index):
+            obj = self.expr(node.obj)
+            if isinstance(node.key, ast.String):
+                return f"{obj}[{py_string(node.key.value)}]"
+            return f"sq.index({obj}, {self.expr(node.key)})"
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        if isinstance(node, ast.Unary):
+            return self.unary(node)
+        if isinstance(node, ast.Binary):
+            return self.binary(node)
+        if isinstance(node, ast.Conditional):
+            return (f"({self.expr(node.then)} if {self.cond(node.test)} "
+                    f"else {self.expr(node.otherwise)})")
+        if isinstance(node, ast.Comma):
+            return "(" + ", ".join(self.expr(item) for item in node.items) + ")[-1]"
+        if isinstance(node, ast.ArrayLiteral):
+            return "sq.Array([" + ", ".join(self.expr(item) for item in node.items) + "])"
+        if isinstance(node, ast.TableLiteral):
+            return self.table(node)
+        if isinstance(node, ast.FunctionExpr):
+            return self.function_value(node, None)
+        if isinstance(node, ast.ClassExpr):
+            return self.class_value(node, None)
+        if isinstance(node, ast.Assign):
+            return self.assign_value(node)
+        if isinstance(node, ast.IncDec):
+            return self.incdec_value(node)
+        if isinstance(node, ast.Delete):
+            return self.delete(node)
+        self.unsupported(node, type(node).__name__)
+        return ""
+
+    # -- names ----------------------------------------------------------------------------------
+    def binding_read(self: Emitter, binding: Binding) -> str:
+        return f"{binding.pyname}.value" if binding.boxed else binding.pyname
+
+    def name_read(self: Emitter, node: ast.Identifier) -> str:
+        ref = self.res.refs.get(id(node))
+        if ref is None or ref.kind == "root":
+            return self.root_name(node.name)
+        if ref.kind == "member":
+            return f"{self.self_name(node)}.{node.name}" if node.name not in _SHADOWED \
+                else f"sq.index({self.self_name(node)}, {py_string(node.name)})"
+        assert ref.binding is not None
+        return self.binding_read(ref.binding)
+
+    def root_name(self: Emitter, name: str) -> str:
+        if name not in self.res.root_names and name in sq.GLOBALS:
+            return f"sq.{sq.GLOBALS[name]}"
+        if name == "getroottable":
+            return "sq_root"
+        return python_name(name)
+
+    def this(self: Emitter, node: ast.Node) -> str:
+        return self.self_name(node)
+
+    # -- member access and calls ----------------------------------------------------------------
+    def member(self: Emitter, node: ast.Member) -> str:
+        if isinstance(node.obj, ast.Base):
+            return f"{self.super_ref()}.{python_name(node.name)}"
+        obj = self.expr(node.obj)
+        if node.name in sq.METHOD_FUNCTIONS:
+            return f"sq.method({obj}, {py_string(node.name)})"
+        if node.name in _SHADOWED or python_name(node.name) != node.name:
+            return f"sq.index({obj}, {py_string(node.name)})"
+        return f"{obj}.{node.name}"
+
+    def call(self: Emitter, node: ast.Call) -> str:
+        args = [self.expr(arg) for arg in node.args]
+        callee = node.callee
+        if isinstance(callee, ast.Member):
+            if isinstance(callee.obj, ast.Base):
+                name = "__init__" if callee.name == "constructor" else python_name(callee.name)
+                return f"{self.super_ref()}.{name}({', '.join(args)})"
+            name = callee.name
+            if name == "bindenv" and len(args) == 1 and isinstance(node.args[0], ast.This) \
+                    and isinstance(callee.obj, ast.FunctionExpr):
+                # a function written inside a method already closes over that method's self
+                return self.expr(callee.obj)
+            obj = self.expr(callee.obj)
+            if name in sq.METHOD_FUNCTIONS:
+                return f"sq.{sq.METHOD_FUNCTIONS[name]}({', '.join([obj, *args])})"
+            if name in _SHADOWED or python_name(name) != name:
+                return f"sq.invoke({', '.join([obj, py_string(name), *args])})"
+            return f"{obj}.{name}({', '.join(args)})"
+        if isinstance(callee, ast.Identifier) and callee.name == "getroottable" \
+                and self.res.refs.get(id(callee), None) is not None \
+                and self.res.refs[id(callee)].kind == "root" and not args:
+            return "sq.Table(globals())"
+        return f"{self.expr(callee)}({', '.join(args)})"
+
+    def delete(self: Emitter, node: ast.Delete) -> str:
+        target = node.target
+        if isinstance(target, ast.Member):
+            return f"sq.delete({self.expr(target.obj)}, {py_string(target.name)})"
+        if isinstance(target, ast.Index):
+            return f"sq.delete({self.expr(target.obj)}, {self.expr(target.key)})"
+        if isinstance(target, ast.RootAccess):
+            return f"sq.delete(globals(), {py_string(target.name)})"
+        self.unsupported(node, "delete of this target")
+        return ""
+
+    # -- operators ------------------------------------------------------------------------------
+    def is_bool(self: Emitter, node: ast.Node) -> bool:
+        """The expression's value is always a Squirrel bool (so Python's ``and``/``not`` and
+        truth are exact for it)."""
+        if isinstance(node, ast.Bool):
+            return True
+        if isinstance(node, ast.Unary):
+            return node.op == "!"
+        if isinstance(node, ast.Binary):
+            if node.op in ("==", "!=", "<", "<=", ">", ">=", "in", "instanceof"):
+                return True
+            if node.op in ("&&", "||"):
+                return self.is_bool(node.left) and self.is_bool(node.right)
+        return False
+
+    def cond(self: Emitter, node: ast.Node) -> str:
+        """``node`` as a Python condition with Squirrel's truthiness."""
+        if isinstance(node, ast.Binary) and node.op in ("&&", "||"):
+            op = " and " if node.op == "&&" else " or "
+            return f"({self.cond(node.left)}{op}{self.cond(node.right)})"
+        if isinstance(node, ast.Unary) and node.op == "!":
+            return f"not {self.cond(node.operand)}"
+        text = self.expr(node)
+        if self.is_bool(node):
+            return text
+        return f"sq.truth({text})"
+
+    def unary(self: Emitter, node: ast.Unary) -> str:
+        op = node.op
+        if op == "!":
+            return f"(not {self.cond(node.operand)})"
+        if op == "-" and isinstance(node.operand, (ast.Integer, ast.Float)):
+            return py_literal(sq.neg(literal_value(node.operand)))
+        operand = self.expr(node.operand)
+        if op == "-":
+            return f"sq.neg({operand})"
+        if op == "~":
+            return f"sq.bitnot({operand})"
+        if op == "typeof":
+            return f"sq.typeof({operand})"
+        if op == "clone":
+            return f"sq.clone({operand})"
+        self.unsupported(node, f"operator {op}")
+        return ""
+
+    def _static_type(self: Emitter, node: ast.Node) -> str | None:
+        if isinstance(node, ast.String):
+            return "string"
+        if isinstance(node, ast.Null):
+            return "null"
+        if isinstance(node, ast.Integer):
+            return "int01" if node.value in (0, 1) else "number"
+        if isinstance(node, ast.Float):
+            return "int01" if node.value in (0.0, 1.0) else "number"
+        return None
+
+    def binary(self: Emitter, node: ast.Binary) -> str:  # noqa: C901
+        op = node.op
+        if op in ("&&", "||"):
+            if self.is_bool(node.left) and self.is_bool(node.right):
+                word = "and" if op == "&&" else "or"
+                return f"({self.expr(node.left)} {word} {self.expr(node.right)})"
+            temp = self.temp()
+            left = self.expr(node.left)
+            right = self.expr(node.right)
+            if op == "&&":
+                return f"({right} if sq.truth({temp} := {left}) else {temp})"
+            return f"({temp} if sq.truth({temp} := {left}) else {right})"
+        if isinstance(node.left, _FOLDABLE) and isinstance(node.right, _FOLDABLE) \
+                and op in _ARITH and not (op in ("/", "%") and literal_value(node.right) == 0):
+            try:
+                folded = getattr(sq, _ARITH[op])(literal_value(node.left),
+                                                 literal_value(node.right))
+                if not isinstance(folded, str) or len(folded) < 80:
+                    return py_literal(folded)
+            except sq.SquirrelError:
+                pass
+        left = self.expr(node.left)
+        right = self.expr(node.right)
+        if op in _ARITH:
+            return f"sq.{_ARITH[op]}({left}, {right})"
+        if op in _COMPARE:
+            return f"({left} {_COMPARE[op]} {right})"
+        if op in ("==", "!="):
+            kinds = {self._static_type(node.left), self._static_type(node.right)}
+            if "null" in kinds:
+                word = "is" if op == "==" else "is not"
+                return f"({left} {word} {right})"
+            if kinds & {"string", "number"}:
+                return f"({left} {op} {right})"
+            return f"sq.{'eq' if op == '==' else 'ne'}({left}, {right})"
+        if op == "in":
+            return f"sq.has({left}, {right})"
+        if op == "instanceof":
+            return f"sq.instanceof({left}, {right})"
+        self.unsupported(node, f"operator {op}")
+        return ""
+
+    def table(self: Emitter, node: ast.TableLiteral) -> str:
+        if not node.slots:
+            return "sq.Table()"
+        parts = []
+        for slot in node.slots:
+            key = self.expr(slot.key) if slot.computed or not isinstance(slot.key, ast.String) \
+                else py_string(slot.key.value)
+            hint = slot.key.value if isinstance(slot.key, ast.String) else None
+            if isinstance(slot.value, ast.FunctionExpr):
+                value = self.function_value(slot.value, hint)
+            else:
+                value = self.expr(slot.value)
+            parts.append(f"{key}: {value}")
+        one_line = "sq.Table({" + ", ".join(parts) + "})"
+        return one_line
+
+
+__all__ = ["ExprMixin", "literal_value", "py_literal", "py_string"]
