@@ -148,7 +148,7 @@ def translate_programs(programs: Sequence[ast.Program]) -> Translation:
         resolver.collect(program)
     for program in programs:
         resolver.program(program)
-    res = resolver.res
+    res = resolver.finish()
     emitter = Emitter(res, _names_in(programs) | {"sq", "self"})
     files = [p.file for p in programs]
     main = files[-1] if files else "<string>"

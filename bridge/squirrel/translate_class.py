@@ -82,6 +82,8 @@ class ClassMixin:
         self.indent -= 1
 
     def self_name(self: Emitter, node: ast.Node) -> str:
+        if self.func.top and isinstance(node, ast.This):
+            return "sq.RootTable(globals())"  # the top level's `this` is the root table
         if self.func.method_class() is None:
             self.unsupported(node, "this outside a class method",
                              "the bridge gives functions their `this` statically: write the "

@@ -24,7 +24,7 @@ _SHADOWED = frozenset(n for kind in (dict, list, str) for n in dir(kind)
                       if not n.startswith("__")) | {"_sq_cmp", "_sq_members"}
 _ARITH = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "&": "bitand",
           "|": "bitor", "^": "bitxor", "<<": "shl", ">>": "shr", ">>>": "ushr", "<=>": "cmp"}
-_COMPARE = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
+_COMPARE = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 _FOLDABLE = (ast.Integer, ast.Float, ast.String, ast.Bool, ast.Null)
 
 
@@ -131,8 +131,6 @@ class ExprMixin:
     def root_name(self: Emitter, name: str) -> str:
         if name not in self.res.root_names and name in sq.GLOBALS:
             return f"sq.{sq.GLOBALS[name]}"
-        if name == "getroottable":
-            return "sq_root"
         return python_name(name)
 
     def this(self: Emitter, node: ast.Node) -> str:
@@ -170,7 +168,7 @@ class ExprMixin:
         if isinstance(callee, ast.Identifier) and callee.name == "getroottable" \
                 and self.res.refs.get(id(callee), None) is not None \
                 and self.res.refs[id(callee)].kind == "root" and not args:
-            return "sq.Table(globals())"
+            return "sq.RootTable(globals())"
         return f"{self.expr(callee)}({', '.join(args)})"
 
     def delete(self: Emitter, node: ast.Delete) -> str:
@@ -266,7 +264,7 @@ class ExprMixin:
         if op in _ARITH:
             return f"sq.{_ARITH[op]}({left}, {right})"
         if op in _COMPARE:
-            return f"({left} {_COMPARE[op]} {right})"
+            return f"sq.{_COMPARE[op]}({left}, {right})"
         if op in ("==", "!="):
             kinds = {self._static_type(node.left), self._static_type(node.right)}
             if "null" in kinds:

@@ -190,6 +190,15 @@ class Resolver:
             self.stmt(stmt)
         return top
 
+    def finish(self) -> Resolution:
+        """After every program is bound: a top-level local (a Python module global) that shares
+        its name with a root-table slot some code reads is renamed, so the two stay apart."""
+        clash = self.res.uses_globals | self.res.root_names
+        for binding in self.res.decls.values():
+            if binding.func.top and binding.pyname in clash:
+                binding.pyname += "_local"
+        return self.res
+
     def unsupported(self, node: ast.Node, construct: str, detail: str = "") -> None:
         raise UnsupportedConstructError(self.file, node.line, node.column, construct, detail)
 
@@ -198,6 +207,7 @@ class Resolver:
         taken = self.func.pynames
         if pyname in self.res.root_names or pyname in IMP_GLOBALS:
             pyname += "_local" if self.func.top else "_"
+
         base, n = pyname, 2
         while pyname in taken and any(b.pyname == pyname for scope in self.blocks
                                       for b in scope.values()):
@@ -283,8 +293,10 @@ class Resolver:
                     self.expr(var.value)
                 self.declare(var.name, var)
         elif isinstance(node, ast.LocalFunction):
-            self.declare(node.name, node)
+            # Squirrel 3.0.5 declares the local after compiling the function: its body does
+            # not see it (a recursive call goes to the root table), as the VM does.
             self.function(node.function)
+            self.declare(node.name, node)
         elif isinstance(node, ast.FunctionDecl):
             owner = self.res.class_names.get(".".join(node.path[:-1])) \
                 if len(node.path) > 1 else None

@@ -31,7 +31,9 @@ from bridge.squirrel.runtime.regexp import regexp
 from bridge.squirrel.runtime.stdlib import (
     array, assert_, clock, date, format, lstrip, math, print, rstrip, split, strip, time,
 )
-from bridge.squirrel.runtime.values import Array, Cell, Instance, MissingIndex, SquirrelError, Table
+from bridge.squirrel.runtime.values import (
+    Array, Cell, Instance, MissingIndex, RootTable, SquirrelError, Table,
+)
 
 # Built-in method names that are Python keywords/builtins are exported with a trailing
 # underscore (``sq.len_``), the translator knows the mapping (``METHOD_FUNCTIONS``).
@@ -51,7 +53,7 @@ GLOBALS: dict[str, str] = {
 
 __all__ = [
     "GLOBALS", "INT_MAX", "bump_attr", "bump_index", "first", "root_set", "set_attr", "set_cell", "INT_MIN", "METHOD_FUNCTIONS", "Array", "Cell", "Instance",
-    "MissingIndex", "SquirrelError", "Table", "acall", "add", "append", "apply", "array",
+    "MissingIndex", "RootTable", "SquirrelError", "Table", "acall", "add", "append", "apply", "array",
     "assert_", "bindenv", "bitand", "bitnot", "bitor", "bitxor", "blob", "call", "caught",
     "clear", "clock", "clone", "cmp", "date", "dec", "delete", "div", "eq", "extend", "f32",
     "filter_", "find", "format", "format_float", "ge", "getbase", "getclass", "getinfos", "gt",

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from bridge.squirrel.runtime.ops import tostring, typeof
-from bridge.squirrel.runtime.values import Array, Instance, MissingIndex, SquirrelError, Table
+from bridge.squirrel.runtime.values import (
+    Array, Instance, MissingIndex, RootTable, SquirrelError, Table,
+)
 
 
 def index(obj: Any, key: Any) -> Any:
@@ -41,7 +43,7 @@ def index(obj: Any, key: Any) -> Any:
         raise MissingIndex(key)
     if obj is None:
         raise MissingIndex(key)
-    if getattr(obj, "_sq_blob", False):
+    if getattr(obj, "_sq_blob", False) or kind is RootTable:
         return obj[key]
     if type(key) is str:
         return getattr(obj, key)
@@ -61,7 +63,7 @@ def set_index(obj: Any, key: Any, value: Any) -> Any:
             raise MissingIndex(key)
         dict.__setitem__(obj, key, value)
         return value
-    if getattr(obj, "_sq_blob", False) or isinstance(obj, bytearray):
+    if getattr(obj, "_sq_blob", False) or isinstance(obj, (bytearray, RootTable)):
         obj[key] = value
         return value
     if type(key) is str and obj is not None and kind is not str:
@@ -72,6 +74,8 @@ def set_index(obj: Any, key: Any, value: Any) -> Any:
 
 def newslot(obj: Any, key: Any, value: Any) -> Any:
     """``obj[key] <- value`` / ``obj.key <- value``: create or overwrite a slot; the value."""
+    if type(obj) is RootTable:
+        return obj.newslot(key, value)
     if isinstance(obj, dict):
         dict.__setitem__(obj, key, value)
         return value
@@ -83,6 +87,8 @@ def newslot(obj: Any, key: Any, value: Any) -> Any:
 
 def delete(obj: Any, key: Any) -> Any:
     """``delete obj[key]``: remove a table slot; the value it had."""
+    if type(obj) is RootTable:
+        obj = obj._ns
     if isinstance(obj, dict):
         try:
             return obj.pop(key)
@@ -98,6 +104,8 @@ def has(key: Any, obj: Any) -> bool:
             return key in obj
         except TypeError:
             return False
+    if type(obj) is RootTable:
+        return key in obj
     if isinstance(obj, (list, tuple, str, bytes, bytearray)):
         return type(key) is int and 0 <= key < len(obj)
     if isinstance(obj, (Instance, type)):

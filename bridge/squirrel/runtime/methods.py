@@ -56,8 +56,24 @@ def _no_method(obj: Any, name: str) -> MissingIndex:
 
 
 # -- conversions --------------------------------------------------------------------------------
-_INT_PREFIX = re.compile(r"\s*[-+]?\d+")
-_FLOAT_PREFIX = re.compile(r"\s*[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?)")
+_INT_PREFIX = re.compile(r"[ \t\n\r\f\v]*[-+]?\d+")
+_FLOAT_PREFIX = re.compile(r"[ \t\n\r\f\v]*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _str2num(text: str) -> int | float:
+    """The number a string converts to, as the VM's ``str2num``: a float (C ``strtod``) when
+    the text has a '.', 'e' or 'E' anywhere, else an integer (C ``strtol``, saturating at 64
+    bits, then wrapped to 32); the longest valid prefix counts; none at all throws."""
+    if any(c in text for c in ".eE"):
+        match = _FLOAT_PREFIX.match(text)
+        if match is None:
+            raise SquirrelError("cannot convert the string")
+        return f32(float(match.group()))
+    match = _INT_PREFIX.match(text)
+    if match is None:
+        raise SquirrelError("cannot convert the string")
+    value = max(-2**63, min(2**63 - 1, int(match.group())))
+    return i32(value)
 
 
 @_builtin("tointeger")
@@ -72,10 +88,8 @@ def tointeger(obj: Any) -> int:
     if kind is bool:
         return 1 if obj else 0
     if kind is str:
-        match = _INT_PREFIX.match(obj)
-        if match is None:
-            raise SquirrelError("cannot convert the string")
-        return i32(int(match.group()))
+        number = _str2num(obj)
+        return number if type(number) is int else tointeger(number)
     raise _no_method(obj, "tointeger")
 
 
@@ -87,10 +101,7 @@ def tofloat(obj: Any) -> float:
     if kind is bool:
         return 1.0 if obj else 0.0
     if kind is str:
-        match = _FLOAT_PREFIX.match(obj)
-        if match is None:
-            raise SquirrelError("cannot convert the string")
-        return f32(float(match.group()))
+        return f32(float(_str2num(obj)))
     raise _no_method(obj, "tofloat")
 
 
@@ -121,8 +132,11 @@ def _slice_bounds(size: int, start: int, end: int | None) -> tuple[int, int]:
         start += size
     if end < 0:
         end += size
-    if start < 0 or end > size or start > end:
+    if end < start:
         raise SquirrelError("wrong indexes")
+    if end > size:
+        raise SquirrelError("slice out of range")
+    start = max(start, 0)  # the VM does not check a start still negative after adjusting
     return start, end
 
 

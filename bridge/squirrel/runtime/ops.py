@@ -14,7 +14,7 @@ import math
 import types
 from typing import Any
 
-from bridge.squirrel.runtime.values import Array, Cell, Instance, SquirrelError, Table
+from bridge.squirrel.runtime.values import Array, Cell, Instance, RootTable, SquirrelError, Table
 
 INT_MIN = -0x80000000
 INT_MAX = 0x7FFFFFFF
@@ -52,7 +52,7 @@ def typeof(value: Any) -> str:
         return "null"
     if kind is bool:
         return "bool"
-    if isinstance(value, dict):
+    if isinstance(value, dict) or kind is RootTable:
         return "table"
     if isinstance(value, (list, tuple)):
         return "array"
@@ -127,8 +127,12 @@ def _arith_error(op: str, a: Any, b: Any) -> SquirrelError:
 def _numbers(op: str, a: Any, b: Any) -> tuple[Any, Any, bool]:
     """(a, b, is_float) for an arithmetic operator, or throw for non-numbers."""
     ka, kb = type(a), type(b)
+    if ka is int and kb is int:
+        return a, b, False
     if (ka is int or ka is float) and (kb is int or kb is float):
-        return a, b, ka is float or kb is float
+        # the VM converts the integer to a (32-bit) float first
+        return (_c_float(a).value if ka is int else a), (_c_float(b).value if kb is int else b), \
+            True
     raise _arith_error(op, a, b)
 
 
@@ -198,10 +202,13 @@ def mod(a: Any, b: Any) -> Any:
     meta = _metamethod("_modulo", a, b)
     if meta is not None:
         return meta(a, b)
+    ka, kb = type(a), type(b)
+    if not ((ka is int or ka is float) and (kb is int or kb is float)):
+        return a  # what the VM does for % on anything but two numbers
     x, y, is_float = _numbers("%", a, b)
     if is_float:
         if y == 0 or x != x or y != y or math.isinf(x):
-            return math.nan
+            return -math.nan  # what the VM's fmod gives (printed "-nan")
         return _c_float(math.fmod(x, y)).value
     if y == 0:
         return x
@@ -294,7 +301,8 @@ def eq(a: Any, b: Any) -> bool:
             return a is b
         return bool(a == b) if ka in (int, float, str, bool) else a is b or bool(a == b)
     if (ka is int or ka is float) and (kb is int or kb is float):
-        return bool(a == b)
+        x, y, _ = _numbers("==", a, b)
+        return bool(x == y)
     return False
 
 
@@ -303,43 +311,77 @@ def ne(a: Any, b: Any) -> bool:
     return not eq(a, b)
 
 
-def _comparable(a: Any, b: Any) -> bool:
-    ka, kb = type(a), type(b)
-    if (ka is int or ka is float) and (kb is int or kb is float):
-        return True
-    return ka is kb and (ka is str or ka is bool)
-
-
 def _compare_error(a: Any, b: Any) -> SquirrelError:
-    return SquirrelError(f"comparison between '{tostring(a) if type(a) in (int, float) else typeof(a)}'"
-                         f" and '{tostring(b) if type(b) in (int, float) else typeof(b)}'")
+    def shown(v: Any) -> str:
+        if type(v) is float:
+            return format_float(v) if v != v else "%.14g" % v  # the VM's error messages print floats so
+        return tostring(v) if type(v) in (int, str) else typeof(v)
+    return SquirrelError(f"comparison between '{shown(a)}' and '{shown(b)}'")
+
+
+def _strcmp(a: str, b: str) -> int:
+    """C ``strcmp`` as the VM's libc gives it: the difference of the first differing bytes
+    (``<=>`` on strings returns it as is)."""
+    if a == b:
+        return 0
+    x, y = a.encode("utf-8", "surrogateescape"), b.encode("utf-8", "surrogateescape")
+    for i in range(min(len(x), len(y))):
+        if x[i] != y[i]:
+            return x[i] - y[i]
+    return (x[len(y)] if len(x) > len(y) else -y[len(x)])
 
 
 def cmp(a: Any, b: Any) -> int:
-    """``a <=> b``: -1, 0 or 1 (``_cmp`` for instances)."""
+    """``a <=> b``: -1, 0 or 1, as the VM orders values: numbers by value, strings by bytes,
+    null below everything, bools as 0/1, instances by ``_cmp``; other mixed types throw."""
+    ka, kb = type(a), type(b)
+    if (ka is int or ka is float) and (kb is int or kb is float):
+        x, y, _ = _numbers("<=>", a, b)
+        return -1 if x < y else (1 if x > y else 0)
+    if ka is kb:
+        if ka is str:
+            return _strcmp(a, b)
+        if ka is bool:
+            return -1 if a < b else (1 if a > b else 0)
+        if a is b:
+            return 0
+        if isinstance(a, Instance):
+            return a._sq_cmp(b)
+        return -1 if id(a) < id(b) else 1  # the VM compares the objects' addresses
+    if a is None:
+        return -1
+    if b is None:
+        return 1
     if isinstance(a, Instance):
         return a._sq_cmp(b)
-    if not _comparable(a, b):
-        if type(a) is str and type(b) is str:
-            pass
-        else:
-            raise _compare_error(a, b)
-    return -1 if a < b else (1 if a > b else 0)
+    raise _compare_error(a, b)
 
 
 def lt(a: Any, b: Any) -> bool:
+    """``a < b``."""
+    if type(a) is int and type(b) is int:
+        return a < b
     return cmp(a, b) < 0
 
 
 def le(a: Any, b: Any) -> bool:
+    """``a <= b``."""
+    if type(a) is int and type(b) is int:
+        return a <= b
     return cmp(a, b) <= 0
 
 
 def gt(a: Any, b: Any) -> bool:
+    """``a > b``."""
+    if type(a) is int and type(b) is int:
+        return a > b
     return cmp(a, b) > 0
 
 
 def ge(a: Any, b: Any) -> bool:
+    """``a >= b``."""
+    if type(a) is int and type(b) is int:
+        return a >= b
     return cmp(a, b) >= 0
 
 

@@ -139,6 +139,66 @@ class Instance:
         return f"<{type(self).__name__} instance>"
 
 
+class RootTable:
+    """The root table (``getroottable()``, the top level's ``this``): a view of the generated
+    module's globals, which hold the root slots."""
+
+    __slots__ = ("_ns",)
+
+    def __init__(self, namespace: dict[str, Any]) -> None:
+        object.__setattr__(self, "_ns", namespace)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return self._ns[name]
+        except KeyError:
+            raise _missing(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in self._ns:
+            raise _missing(name)
+        self._ns[name] = value
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            return self._ns[key]
+        except KeyError:
+            raise _missing(key) from None
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key not in self._ns:
+            raise _missing(key)
+        self._ns[key] = value
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._ns
+
+    def __len__(self) -> int:
+        return len(self._ns)
+
+    def newslot(self, key: Any, value: Any) -> Any:
+        self._ns[key] = value
+        return value
+
+    def rawin(self, key: Any) -> bool:
+        return key in self._ns
+
+    def rawget(self, key: Any) -> Any:
+        return self[key]
+
+    def rawset(self, key: Any, value: Any) -> RootTable:
+        self._ns[key] = value
+        return self
+
+    def rawdelete(self, key: Any) -> Any:
+        return self._ns.pop(key, None)
+
+    def len(self) -> int:
+        return len(self._ns)
+
+
 class Cell:
     """A boxed local: lets a closure created in a loop body see its own iteration's variable."""
 
@@ -148,4 +208,4 @@ class Cell:
         self.value = value
 
 
-__all__ = ["Array", "Cell", "Instance", "MissingIndex", "SquirrelError", "Table"]
+__all__ = ["Array", "Cell", "Instance", "MissingIndex", "RootTable", "SquirrelError", "Table"]
