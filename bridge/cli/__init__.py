@@ -15,6 +15,7 @@ from bridge.cli.port import port
 from bridge.cli.run import run
 from bridge.cli.services import demo, relay, shadow_report
 from bridge.cli.settings import backends, config_command
+from bridge.cli.squirrel import scan_command
 
 cli.add_command(backends)
 cli.add_command(config_command)
@@ -24,6 +25,7 @@ cli.add_command(demo)
 cli.add_command(relay)
 cli.add_command(shadow_report)
 cli.add_command(fleet_command)
+cli.add_command(scan_command)
 cli.add_lazy_command("hub", "bridge.testing.hub.cli:hub_command",
                      "Run a local Azure IoT Hub stand-in.")
 

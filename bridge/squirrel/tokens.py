@@ -16,9 +16,10 @@ EOF = "EOF"
 
 KEYWORDS: frozenset[str] = frozenset({
     "base", "break", "case", "catch", "class", "clone", "continue", "const", "default", "delete",
+    "do",
     "else", "enum", "extends", "for", "foreach", "function", "if", "in", "local", "null",
     "resume", "return", "switch", "this", "throw", "try", "typeof", "while", "yield",
-    "constructor", "instanceof", "true", "false", "static", "__LINE__", "__FILE__",
+    "constructor", "instanceof", "true", "false", "static",
 })
 
 # Longest first: the lexer tries them in this order at each position.

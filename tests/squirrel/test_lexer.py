@@ -41,8 +41,7 @@ LITERALS = [
     (r'"\x41\x4142"', [(STRING, "AB")]),
     ('@"verbatim \\n ""quoted"""', [(STRING, 'verbatim \\n "quoted"')]),
     ('@"two\nlines"', [(STRING, "two\nlines")]),
-    ("name _x x1 __LINE__", [(IDENT, "name"), (IDENT, "_x"), (IDENT, "x1"),
-                             ("__LINE__", "__LINE__")]),
+    ("name _x x1 __LINE__", [(IDENT, "name"), (IDENT, "_x"), (IDENT, "x1"), (IDENT, "__LINE__")]),
     ("1.5.x", [(FLOAT, 1.5), (".", None), (IDENT, "x")]),
     ("a.b", [(IDENT, "a"), (".", None), (IDENT, "b")]),
 ]

@@ -1,0 +1,351 @@
+"""`bridge scan`: an inventory of Squirrel agent code for planning a migration, from the AST.
+
+For every AMQP call site (file:line): what it is (the URL, path, properties, the event string a
+callback compares), what it becomes on the target backend (`scan_backends`, from the backends'
+own address codecs), and which of the backend's declared deviations apply (its registry entry,
+joined by `deviations`). For every other imp API: whether the bridge provides it (`imp_api`).
+Nothing is executed; paths built at run time are shown with ``{expression}`` placeholders.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bridge.events import ALL_EVENTS
+from bridge.squirrel import ast
+from bridge.squirrel.deviations import FLAG_EFFECTS, STATEMENT_CALLS, applies
+from bridge.squirrel.imp_api import IMP_ROOTS, PROVIDED, support_of
+from bridge.squirrel.parser import parse
+from bridge.squirrel.requires import find_requires, resolve_all, resolve_require
+from bridge.squirrel.scan_backends import address, becomes, connection
+
+BACKENDS = ("memory", "mqtt", "amqp", "iothub")
+_METHOD_CALLS = ("opensession", "opensender", "openreceiver", "createtransfer", "sendasync",
+                 "cancel", "accept", "reject", "release")
+_SETTLEMENTS = ("accept", "reject", "release")
+_HTTP_REQUESTS = ("request", "get", "post", "put", "httpdelete", "patch")
+_FORMAT = re.compile(r"%[-+ 0#]*\d*(?:\.\d+)?[sdixXfeEgGc]")
+_MARKER = "zqvar{}zq"  # stands for a run-time part while a path is mapped (letters only)
+
+
+@dataclass(frozen=True, slots=True)
+class Deviation:
+    source: str  # "statement 37" (the conformance statement) or "no credit" (a capability)
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AmqpSite:
+    file: str
+    line: int
+    column: int
+    call: str  # openconnection, opensender, …, or "event" (a compared event string)
+    detail: str  # the URL / path / properties / event, as far as it is known statically
+    becomes: str
+    deviations: tuple[Deviation, ...] = ()
+    supported: bool = True
+    problem: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSite:
+    file: str
+    line: int
+    column: int
+    api: str  # "http.get"
+    status: str  # provided / unsupported / unknown
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RequireSite:
+    file: str
+    line: int
+    spec: str
+    resolved: str | None  # the library file scanned, None when no --require-path was given
+
+
+@dataclass
+class ScanReport:
+    backend: str
+    files: list[str] = field(default_factory=list)
+    amqp: list[AmqpSite] = field(default_factory=list)
+    apis: list[ApiSite] = field(default_factory=list)
+    requires: list[RequireSite] = field(default_factory=list)
+
+    def unsupported(self) -> list[str]:
+        """One ``file:line: what`` per thing that cannot run unchanged on the backend."""
+        found = [f"{s.file}:{s.line}: amqp {s.call} {s.detail}: {s.problem}"
+                 for s in self.amqp if not s.supported]
+        found += [f"{s.file}:{s.line}: {s.api} is {s.status}" + (f" ({s.note})" if s.note else "")
+                  for s in self.apis if s.status != PROVIDED]
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["unsupported"] = self.unsupported()
+        return data
+
+    def merge(self, other: ScanReport) -> None:
+        self.files += other.files
+        self.amqp += other.amqp
+        self.apis += other.apis
+        self.requires += other.requires
+
+
+def expr_text(node: ast.Node) -> str:
+    """A short source-like rendering of an expression, for placeholders and details."""
+    match node:
+        case ast.Identifier(name=name):
+            return name
+        case ast.RootAccess(name=name):
+            return "::" + name
+        case ast.This():
+            return "this"
+        case ast.Member(obj=obj, name=name):
+            return f"{expr_text(obj)}.{name}"
+        case ast.Index(obj=obj, key=key):
+            return f"{expr_text(obj)}[{expr_text(key)}]"
+        case ast.Call(callee=callee, args=args):
+            return f"{expr_text(callee)}({', '.join(expr_text(a) for a in args)})"
+        case ast.String(value=value):
+            return '"' + value.replace('"', '\\"') + '"'
+        case ast.Integer(value=value) | ast.Float(value=value):
+            return str(value)
+        case ast.Bool(value=value):
+            return "true" if value else "false"
+        case ast.Null():
+            return "null"
+        case ast.Binary(op=op, left=left, right=right):
+            return f"{expr_text(left)} {op} {expr_text(right)}"
+        case ast.FunctionExpr(name=name):
+            return f"function {name}" if name else "function"
+        case ast.TableLiteral(slots=slots):
+            return "{" + ", ".join(f"{_key(s)}: {expr_text(s.value)}" for s in slots) + "}"
+    return type(node).__name__.lower()
+
+
+def _key(slot: ast.TableSlot) -> str:
+    if isinstance(slot.key, ast.String) and not slot.computed:
+        return slot.key.value
+    return f"[{expr_text(slot.key)}]"
+
+
+class _FileScan:
+    def __init__(self, program: ast.Program, backend: str, mqtt_rules: tuple[object, ...],
+                 reserved_prefix: str) -> None:
+        from bridge.backends.registry import backend_entry
+
+        self.program = program
+        self.file = program.file
+        self.backend = backend
+        self.capabilities = backend_entry(backend).capabilities
+        self.mqtt_rules = mqtt_rules
+        self.reserved_prefix = reserved_prefix
+        self.defs: dict[str, list[ast.Node]] = {}
+        self.report = ScanReport(backend, [self.file])
+
+    # --- static text of a run-time expression --------------------------------------------
+
+    def parts(self, node: ast.Node, depth: int = 0) -> list[str | ast.Node]:
+        if depth > 8:
+            return [node]
+        if isinstance(node, ast.String):
+            return [node.value]
+        if isinstance(node, (ast.Integer, ast.Float)):
+            return [str(node.value)]
+        if isinstance(node, ast.Binary) and node.op == "+":
+            return self.parts(node.left, depth + 1) + self.parts(node.right, depth + 1)
+        if isinstance(node, ast.Identifier) and len(self.defs.get(node.name, ())) == 1:
+            return self.parts(self.defs[node.name][0], depth + 1)
+        if (isinstance(node, ast.Call) and isinstance(node.callee, ast.Identifier)
+                and node.callee.name == "format" and node.args
+                and isinstance(node.args[0], ast.String)):
+            pieces = _FORMAT.split(node.args[0].value)
+            out: list[str | ast.Node] = [pieces[0]]
+            for index, piece in enumerate(pieces[1:], start=1):
+                arg = node.args[index] if index < len(node.args) else None
+                out += self.parts(arg, depth + 1) if arg is not None else ["?"]
+                out.append(piece)
+            return out
+        return [node]
+
+    def text(self, node: ast.Node) -> tuple[str, str, list[str]]:
+        """(shown text with {expr} placeholders, text with markers for mapping, the exprs)."""
+        shown, marked, exprs = [], [], []
+        for part in self.parts(node):
+            if isinstance(part, str):
+                shown.append(part)
+                marked.append(part)
+            else:
+                exprs.append(expr_text(part))
+                shown.append("{" + exprs[-1] + "}")
+                marked.append(_MARKER.format(len(exprs) - 1))
+        return "".join(shown), "".join(marked), exprs
+
+    # --- the walk ---------------------------------------------------------------------------
+
+    def run(self) -> ScanReport:
+        nodes = list(ast.walk(self.program))
+        for node in nodes:
+            if isinstance(node, ast.LocalVar) and node.value is not None:
+                self.defs.setdefault(node.name, []).append(node.value)
+        for node in nodes:
+            if isinstance(node, ast.Call):
+                self.call(node)
+            elif isinstance(node, ast.Member):
+                self.member(node)
+            elif isinstance(node, ast.Binary) and node.op in ("==", "!="):
+                for side in (node.left, node.right):
+                    self.event(side)
+            elif isinstance(node, ast.SwitchCase) and node.test is not None:
+                self.event(node.test)
+        self.report.amqp.sort(key=lambda s: (s.line, s.column))
+        self.report.apis.sort(key=lambda s: (s.line, s.column))
+        return self.report
+
+    def member(self, node: ast.Member) -> None:
+        root = _root_name(node.obj)
+        if root is None or root not in IMP_ROOTS or root in self.defs:
+            return
+        name = f"{root}.{node.name}"
+        if root == "amqp" and node.name in ("openconnection", "createmessage",
+                                            "createbinarymessage"):
+            return  # an AMQP site, reported by call()
+        support = support_of(name)
+        self.report.apis.append(ApiSite(self.file, node.line, node.column, name, support.status,
+                                        support.note))
+
+    def call(self, node: ast.Call) -> None:
+        callee = node.callee
+        if not isinstance(callee, ast.Member):
+            return
+        method = callee.name
+        if _root_name(callee.obj) == "amqp":
+            if method == "openconnection":
+                self.openconnection(node)
+            elif method in ("createmessage", "createbinarymessage"):
+                props = expr_text(node.args[1]) if len(node.args) > 1 else "no properties"
+                self.site(node, method, props, becomes(method, self.backend))
+            return
+        if method not in _METHOD_CALLS:
+            return
+        if method == "sendasync" and self.is_http_request(callee.obj):
+            return  # an http request's sendasync: reported as http.* by member()
+        if method in _SETTLEMENTS and node.args:
+            return  # accept/reject/release with arguments: not a delivery (e.g. a promise)
+        if method in ("opensender", "openreceiver"):
+            self.link(node, method)
+        else:
+            self.site(node, method, expr_text(callee.obj), becomes(method, self.backend))
+
+    def is_http_request(self, obj: ast.Node, depth: int = 0) -> bool:
+        if isinstance(obj, ast.Identifier) and len(self.defs.get(obj.name, ())) == 1 \
+                and depth < 4:
+            return self.is_http_request(self.defs[obj.name][0], depth + 1)
+        return (isinstance(obj, ast.Call) and isinstance(obj.callee, ast.Member)
+                and _root_name(obj.callee.obj) == "http" and obj.callee.name in _HTTP_REQUESTS)
+
+    def openconnection(self, node: ast.Call) -> None:
+        url = self.text(node.args[0])[0] if node.args else "?"
+        self.site(node, "openconnection", url, connection(self.backend, url))
+
+    def link(self, node: ast.Call, method: str) -> None:
+        role = "sender" if method == "opensender" else "receiver"
+        if not node.args:
+            self.site(node, method, "?", "cannot open", problem="no path given")
+            return
+        shown, marked, exprs = self.text(node.args[0])
+        what, problem = address(self.backend, role, marked, self.mqtt_rules,
+                                self.reserved_prefix)
+        for index, expr in enumerate(exprs):
+            what = what.replace(_MARKER.format(index), "{" + expr + "}")
+            if problem:
+                problem = problem.replace(_MARKER.format(index), "{" + expr + "}")
+        self.site(node, method, shown, what, path=shown, problem=problem or "")
+
+    def event(self, node: ast.Node) -> None:
+        if isinstance(node, ast.String) and node.value in ALL_EVENTS:
+            self.site(node, "event", node.value, becomes("event", self.backend),
+                      event=node.value)
+
+    def site(self, node: ast.Node, call: str, detail: str, what: str, *,
+             path: str | None = None, event: str | None = None, problem: str = "") -> None:
+        self.report.amqp.append(AmqpSite(
+            self.file, node.line, node.column, call, detail, what,
+            tuple(self.deviations(call, path, event)), not problem, problem))
+
+    def deviations(self, call: str, path: str | None, event: str | None) -> Iterable[Deviation]:
+        caps = self.capabilities
+        for statement, text in sorted(caps.deviations.items()):
+            if any(applies(key, call, path, event) for key in STATEMENT_CALLS.get(statement, ())):
+                yield Deviation(f"statement {statement}", text)
+        for flag, effect in FLAG_EFFECTS.items():
+            if not getattr(caps, flag) and any(applies(k, call, path, event)
+                                               for k in effect.calls):
+                yield Deviation(f"no {flag}", effect.when_false)
+
+
+def _root_name(node: ast.Node) -> str | None:
+    if isinstance(node, (ast.Identifier, ast.RootAccess)):
+        return node.name
+    return None
+
+
+def _compiled_rules(rules: Sequence[tuple[str, str]]) -> tuple[object, ...]:
+    if not rules:
+        return ()
+    from bridge.backends.mqtt.mapping import compile_rules
+
+    return tuple(compile_rules(rules))
+
+
+def scan_program(program: ast.Program, backend: str = "memory", *,
+                 mqtt_rules: Sequence[tuple[str, str]] = (),
+                 reserved_prefix: str = "bridge") -> ScanReport:
+    """The inventory of one parsed file (``mqtt_rules``: ``mqtt.topic_rules`` as pairs)."""
+    return _FileScan(program, backend, _compiled_rules(mqtt_rules), reserved_prefix).run()
+
+
+def scan_source(source: str, file: str = "<string>", backend: str = "memory", *,
+                mqtt_rules: Sequence[tuple[str, str]] = (),
+                reserved_prefix: str = "bridge") -> ScanReport:
+    """Parse and scan one source text; its ``#require`` lines are listed, not followed."""
+    report = scan_program(parse(source, file), backend, mqtt_rules=mqtt_rules,
+                          reserved_prefix=reserved_prefix)
+    report.requires = [RequireSite(r.file, r.line, r.spec, None)
+                       for r in find_requires(source, file)]
+    return report
+
+
+def scan_files(paths: Sequence[Path], backend: str = "memory", *,
+               require_paths: Sequence[Path] = (),
+               mqtt_rules: Sequence[tuple[str, str]] = (),
+               reserved_prefix: str = "bridge") -> ScanReport:
+    """Scan files; with ``require_paths`` every library they ``#require`` (transitively) is
+    resolved and scanned too, each once. Raises SquirrelSyntaxError / RequireError."""
+    report = ScanReport(backend)
+    seen: set[Path] = set()
+    for path in paths:
+        order = resolve_all(Path(path), require_paths) if require_paths else [Path(path)]
+        for current in order:
+            if current.resolve() in seen:
+                continue
+            seen.add(current.resolve())
+            source = current.read_text(encoding="utf-8")
+            part = scan_source(source, str(current), backend, mqtt_rules=mqtt_rules,
+                               reserved_prefix=reserved_prefix)
+            if require_paths:
+                part.requires = [
+                    RequireSite(r.file, r.line, r.spec, str(resolve_require(r, require_paths)))
+                    for r in find_requires(source, str(current))]
+            report.merge(part)
+    return report
+
+
+__all__ = ["BACKENDS", "AmqpSite", "ApiSite", "Deviation", "RequireSite", "ScanReport",
+           "expr_text", "scan_files", "scan_program", "scan_source"]
