@@ -130,6 +130,15 @@ class Emitter(ExprMixin, StmtMixin, ClassMixin):
         self.flush_comments(1 << 30)
 
 
+def _starts_block(body: list[Line], i: int) -> bool:
+    """Line ``i`` starts a top-level def/class, or the comments just before one."""
+    for _indent, text, _n in body[i:]:
+        if text.startswith("#") or text.startswith("@"):
+            continue
+        return text.startswith(("def ", "class "))
+    return False
+
+
 def _names_in(programs: Sequence[ast.Program]) -> set[str]:
     names: set[str] = set()
     for program in programs:
@@ -170,7 +179,15 @@ def translate_programs(programs: Sequence[ast.Program]) -> Translation:
             emitter.line("", 0)
             emitter.line(f"# --- {program.file} " + "-" * max(0, 60 - len(program.file)), 0)
         emitter.program(program)
-        for indent, text, nut_line in emitter.out[start:]:
+        body = emitter.out[start:]
+        for i, (indent, text, nut_line) in enumerate(body):
+            if indent == 0 and _starts_block(body, i) and lines and lines[-1] != "":
+                lines.append("")
+                line_map.append(None)
+            elif indent == 0 and i and body[i - 1][0] > 0 and not text.startswith(
+                    ("else", "elif", "except", "finally")) and lines[-1] != "":
+                lines.append("")  # after a top-level def or class
+                line_map.append(None)
             lines.append(("    " * indent + text) if text else "")
             line_map.append((program.file, nut_line) if nut_line else None)
     return Translation("\n".join(lines) + "\n", files, line_map)

@@ -74,9 +74,8 @@ class ClassMixin:
             elif isinstance(value, ast.ClassExpr):
                 self.emit_class(value, name, member.line)
             else:
-                prefix = "# static\n" if member.static else ""
-                del prefix
-                self.line(f"{name} = {self.expr(value)}", member.line)
+                note = "  # static" if member.static else ""
+                self.line(f"{name} = {self.expr(value)}{note}", member.line)
         if "_call" in names:
             self.line("__call__ = _call", line)
         self.indent -= 1

@@ -98,6 +98,8 @@ class ExprMixin:
         if isinstance(node, ast.Comma):
             return "(" + ", ".join(self.expr(item) for item in node.items) + ")[-1]"
         if isinstance(node, ast.ArrayLiteral):
+            if not node.items:
+                return "sq.Array()"
             return "sq.Array([" + ", ".join(self.expr(item) for item in node.items) + "])"
         if isinstance(node, ast.TableLiteral):
             return self.table(node)
@@ -259,6 +261,16 @@ class ExprMixin:
                     return py_literal(folded)
             except sq.SquirrelError:
                 pass
+        if op == "+" and isinstance(node.left, ast.Binary) and node.left.op == "+":
+            # a chain a + b + c (left-associative) reads as sq.add(a, b, c)
+            chain = [node.right]
+            head: ast.Node = node.left
+            while isinstance(head, ast.Binary) and head.op == "+" \
+                    and self.res.refs.get(id(head)) is None:
+                chain.append(head.right)
+                head = head.left
+            chain.append(head)
+            return "sq.add(" + ", ".join(self.expr(item) for item in reversed(chain)) + ")"
         left = self.expr(node.left)
         right = self.expr(node.right)
         if op in _ARITH:

@@ -141,8 +141,14 @@ def _metamethod(name: str, a: Any, b: Any) -> Any:
     return method
 
 
-def add(a: Any, b: Any) -> Any:
-    """``a + b``: integer (wrapping), float, or string concatenation when either is a string."""
+def add(a: Any, b: Any, *more: Any) -> Any:
+    """``a + b``: integer (wrapping), float, or string concatenation when either is a string.
+    ``add(a, b, c)`` is ``(a + b) + c`` (how the translator writes a chain of ``+``)."""
+    if more:
+        result = add(a, b)
+        for item in more:
+            result = add(result, item)
+        return result
     ka, kb = type(a), type(b)
     if ka is int and kb is int:
         r = a + b
