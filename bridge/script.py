@@ -84,7 +84,7 @@ class ScriptRun:
     # -- the run ------------------------------------------------------------------------------
     def execute(self) -> int:
         """Run the script to the end; the exit status."""
-        agent = Agent(self.settings)
+        agent = self._make_agent()
         # A real module as __main__, so pickling, dataclasses and `import __main__` behave as
         # under `python script.py`. It (and so every object the script keeps in its globals)
         # stays referenced until the run is over: dropping the last reference to an imp
@@ -92,8 +92,7 @@ class ScriptRun:
         module = types.ModuleType("__main__")
         module.__dict__.update({
             "__file__": str(self.code.co_filename), "__cached__": None,
-            "__builtins__": builtins,
-            "amqp": agent.amqp, "imp": agent.imp, "server": agent.server, "agent": agent,
+            "__builtins__": builtins, **self._globals(agent),
         })
         saved_argv, saved_main = sys.argv, sys.modules.get("__main__")
         saved_path = list(sys.path)
@@ -119,11 +118,21 @@ class ScriptRun:
                 sys.modules.pop("__main__", None)
             sys.path[:] = saved_path
 
+    def _make_agent(self) -> Agent:
+        return Agent(self.settings)
+
+    def _globals(self, agent: Agent) -> dict[str, Any]:
+        """The globals the script finds defined (the imp agent environment's)."""
+        return {"amqp": agent.amqp, "imp": agent.imp, "server": agent.server, "agent": agent}
+
+    def _top_level(self, agent: Agent, namespace: dict[str, Any]) -> None:
+        exec(self.code, namespace)
+
     def _run(self, agent: Agent, namespace: dict[str, Any]) -> int:
         """The script's top level, then dispatching; the exit status."""
         try:
             try:
-                exec(self.code, namespace)
+                self._top_level(agent, namespace)
             except (KeyboardInterrupt, _Terminated, SystemExit):
                 raise
             except BaseException as exc:

@@ -191,6 +191,9 @@ class LoopCore:
 
     def prepare_to_sleep(self) -> bool:
         """Mark the owner asleep; False (and awake again) if commands arrived meanwhile."""
+        # The wake-up socket must exist before anyone can see the owner asleep: a waker that
+        # found none would drop its byte and the first sleep would last its whole time-out.
+        self.fileno()
         self._sleeping = True
         if self._commands:
             self._sleeping = False

@@ -1,4 +1,5 @@
-"""The lead's example agent, unchanged, through the CLI on the amqp backend and RabbitMQ."""
+"""The lead's example agent (and its Squirrel twin), unchanged, through the CLI on the amqp backend
+and RabbitMQ."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.examples import example_args, variants
+
 from .rabbit import queue_address
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("rabbitmq")]
@@ -16,12 +19,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("rabbitmq")]
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def test_bridge_run_telemetry_agent_on_rabbitmq() -> None:
+@pytest.mark.parametrize("example", variants("telemetry_agent"))
+def test_bridge_run_telemetry_agent_on_rabbitmq(example: str) -> None:
     bridge = Path(sys.executable).with_name("bridge")
     env = {**os.environ, "BRIDGE_BACKEND": "amqp", "BRIDGE_CONFIG": "config/amqp.toml",
            "TELEMETRY_PATH": queue_address("telemetry"), "COMMAND_PATH": queue_address("command"),
            "TELEMETRY_COUNT": "3", "TELEMETRY_INTERVAL": "0.05"}
-    done = subprocess.run([str(bridge), "run", "--timeout", "30", "examples/telemetry_agent.py"],
+    args = example_args(example, env, ["TELEMETRY_PATH", "COMMAND_PATH", "TELEMETRY_COUNT",
+                                       "TELEMETRY_INTERVAL"])
+    done = subprocess.run([str(bridge), "run", "--timeout", "30", *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
                           check=False)
     output = done.stdout + done.stderr

@@ -1,10 +1,12 @@
-"""The ported AzureIoTHub client (examples/azure_iothub_agent.py) runs unchanged on ``iothub``:
+"""The ported AzureIoTHub client (examples/azure_iothub_agent.py, and its Squirrel twin
+examples/azure_iothub_agent.nut on the embedded VM) runs unchanged on ``iothub``:
 its own CBS put-token authenticates, telemetry goes out, C2D comes in (abandon, then complete),
 short-lived tokens are renewed through the library's SENDER_ERROR / RECEIVER_ERROR paths, and a
 wrong key ends the connect with "Not authorised with Azure IOT Hub"."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,21 +19,25 @@ import pytest
 
 from bridge.testing.hub import C2DState
 from tests.integration.iothub.targets import StandinTarget, TestDevice, TlsHub
+from tests.support.examples import example_args, variants
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[3]
-EXAMPLE = "examples/azure_iothub_agent.py"
+EXAMPLES = variants("azure_iothub_agent")
+PARAMS = ["IOTHUB_CONNECTION_STRING", "IOTHUB_DEBUG", "IOTHUB_SAS_TTL", "EVENT_COUNT",
+          "EVENT_INTERVAL", "C2D_COUNT"]
 
 
-def run_example(config: str, overrides: dict[str, str], connection_string: str,
+def run_example(example: str, config: str, overrides: dict[str, str], connection_string: str,
                 timeout: float = 40, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "BRIDGE_CONFIG": config,
                    "BRIDGE_AGENT_ID": f"example-{uuid.uuid4().hex[:8]}",
                    "IOTHUB_CONNECTION_STRING": connection_string, "IOTHUB_DEBUG": "1",
                    **overrides, **env}
     bridge = Path(sys.executable).with_name("bridge")
-    return subprocess.run([str(bridge), "run", "--timeout", str(timeout), EXAMPLE], cwd=REPO,
+    args = example_args(example, environment, PARAMS)
+    return subprocess.run([str(bridge), "run", "--timeout", str(timeout), *args], cwd=REPO,
                           env=environment, capture_output=True, text=True, timeout=timeout + 30)
 
 
@@ -39,14 +45,15 @@ def env_for(settings: dict[str, object]) -> dict[str, str]:
     return {f"BRIDGE_IOTHUB__{key.upper()}": str(value) for key, value in settings.items()}
 
 
-def test_example_renews_its_token_and_handles_c2d_on_the_standin(standin: StandinTarget) -> None:
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_example_renews_its_token_and_handles_c2d_on_the_standin(example: str, standin: StandinTarget) -> None:
     device = standin.device()
     hub = standin.hub
     # queued at the hub until the device subscribes; the first one is abandoned once
     hub.send_c2d(device.device_id, b"first", {"action": "abandon"})
     hub.send_c2d(device.device_id, b"second", {"action": "complete"})
     started = time.monotonic()
-    result = run_example("config/iothub-local.toml", env_for(standin.iothub_settings()),
+    result = run_example(example, "config/iothub-local.toml", env_for(standin.iothub_settings()),
                          device.connection_string, IOTHUB_SAS_TTL="3", EVENT_COUNT="8",
                          EVENT_INTERVAL="0.6", C2D_COUNT="2")
     elapsed = time.monotonic() - started
@@ -62,17 +69,18 @@ def test_example_renews_its_token_and_handles_c2d_on_the_standin(standin: Standi
     logins = [a for a in hub.auth_attempts() if a.device_id == device.device_id]
     assert len(logins) >= 2 and all(a.ok for a in logins)  # one per token
     bodies = [m.text() for m in hub.d2c(device.device_id)]
-    assert [int(b.split('"seq": ')[1].split(",")[0]) for b in bodies] == list(range(1, 9))
+    assert [json.loads(b)["seq"] for b in bodies] == list(range(1, 9))
     assert all(m.state is C2DState.COMPLETED for m in hub.c2d(device.device_id))
     assert elapsed < 30
 
 
-def test_example_with_a_wrong_key_is_not_authorised(standin: StandinTarget) -> None:
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_example_with_a_wrong_key_is_not_authorised(example: str, standin: StandinTarget) -> None:
     device = standin.device()
     wrong = TestDevice(device.device_id, "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXkh",
                        device.host_name)
     started = time.monotonic()
-    result = run_example("config/iothub-local.toml", env_for(standin.iothub_settings()),
+    result = run_example(example, "config/iothub-local.toml", env_for(standin.iothub_settings()),
                          wrong.connection_string, timeout=30)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
@@ -82,7 +90,8 @@ def test_example_with_a_wrong_key_is_not_authorised(standin: StandinTarget) -> N
     assert standin.hub.d2c(device.device_id) == []
 
 
-def test_example_runs_unchanged_against_the_tls_broker(tls_hub: TlsHub) -> None:
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_example_runs_unchanged_against_the_tls_broker(example: str, tls_hub: TlsHub) -> None:
     device = tls_hub.device()
 
     def cloud_side() -> None:
@@ -92,7 +101,7 @@ def test_example_runs_unchanged_against_the_tls_broker(tls_hub: TlsHub) -> None:
 
     thread = threading.Thread(target=cloud_side, daemon=True)
     thread.start()
-    result = run_example("config/iothub.toml", env_for(tls_hub.iothub_settings()),
+    result = run_example(example, "config/iothub.toml", env_for(tls_hub.iothub_settings()),
                          device.connection_string, EVENT_COUNT="4", EVENT_INTERVAL="0.3",
                          C2D_COUNT="1")
     thread.join(5)
