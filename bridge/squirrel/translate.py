@@ -130,6 +130,55 @@ class Emitter(ExprMixin, StmtMixin, ClassMixin):
         self.flush_comments(1 << 30)
 
 
+MAX_LINE = 100
+
+
+def wrap_line(line: str, limit: int = MAX_LINE) -> list[str]:
+    """``line`` cut after commas inside brackets so no piece is longer than ``limit`` (where
+    possible); continuation lines are indented four more than the line's own indentation."""
+    if len(line) <= limit or line.lstrip().startswith("#"):
+        return [line]
+    indent = " " * (len(line) - len(line.lstrip()) + 4)
+    cuts: list[int] = []
+    depth = 0
+    quote = ""
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if quote:
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth > 0 and line[i + 1:i + 2] == " ":
+            cuts.append(i + 1)
+        elif ch == "#" and not quote:
+            break  # a trailing comment: never cut inside it
+        i += 1
+    pieces: list[str] = []
+    start = 0
+    last = 0
+    width = limit
+    for cut in cuts:
+        if cut - start > width and last > start:
+            pieces.append(line[start:last].rstrip())
+            start = last + 1
+            width = limit - len(indent)
+        last = cut
+    if len(line) - start > width and last > start:
+        pieces.append(line[start:last].rstrip())
+        start = last + 1
+    pieces.append(line[start:])
+    return [pieces[0]] + [indent + p.lstrip() for p in pieces[1:]]
+
+
 def _starts_block(body: list[Line], i: int) -> bool:
     """Line ``i`` starts a top-level def/class, or the comments just before one."""
     for _indent, text, _n in body[i:]:
@@ -181,15 +230,17 @@ def translate_programs(programs: Sequence[ast.Program]) -> Translation:
         emitter.program(program)
         body = emitter.out[start:]
         for i, (indent, text, nut_line) in enumerate(body):
-            if indent == 0 and _starts_block(body, i) and lines and lines[-1] != "":
+            if indent == 0 and _starts_block(body, i) and lines and lines[-1] != "" \
+                    and not (i and body[i - 1][0] == 0 and body[i - 1][1].startswith("#")):
                 lines.append("")
                 line_map.append(None)
             elif indent == 0 and i and body[i - 1][0] > 0 and not text.startswith(
                     ("else", "elif", "except", "finally")) and lines[-1] != "":
                 lines.append("")  # after a top-level def or class
                 line_map.append(None)
-            lines.append(("    " * indent + text) if text else "")
-            line_map.append((program.file, nut_line) if nut_line else None)
+            for piece in wrap_line("    " * indent + text) if text else [""]:
+                lines.append(piece)
+                line_map.append((program.file, nut_line) if nut_line else None)
     return Translation("\n".join(lines) + "\n", files, line_map)
 
 

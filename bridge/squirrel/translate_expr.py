@@ -150,8 +150,11 @@ class ExprMixin:
         return f"{obj}.{node.name}"
 
     def call(self: Emitter, node: ast.Call) -> str:
-        args = [self.expr(arg) for arg in node.args]
         callee = node.callee
+        # a function literal passed as an argument is named after what receives it
+        named = callee.name if isinstance(callee, (ast.Member, ast.Identifier)) else "call"
+        args = [self.function_value(arg, f"{named}_callback")
+                if isinstance(arg, ast.FunctionExpr) else self.expr(arg) for arg in node.args]
         if isinstance(callee, ast.Member):
             if isinstance(callee.obj, ast.Base):
                 name = "__init__" if callee.name == "constructor" else python_name(callee.name)
