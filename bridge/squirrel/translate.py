@@ -20,7 +20,7 @@ from bridge.squirrel.tokens import Comment
 from bridge.squirrel.translate_class import ClassMixin
 from bridge.squirrel.translate_expr import ExprMixin
 from bridge.squirrel.translate_names import FuncInfo, Resolution, Resolver
-from bridge.squirrel.translate_stmt import StmtMixin
+from bridge.squirrel.translate_stmt import StmtMixin, ValueAssignMixin
 
 Line = tuple[int, str, int]  # (indent, text, .nut line)
 
@@ -50,7 +50,7 @@ class Translation:
         return None
 
 
-class Emitter(ExprMixin, StmtMixin, ClassMixin):
+class Emitter(ExprMixin, StmtMixin, ValueAssignMixin, ClassMixin):
     """Writes the Python lines; state: where we are (function, indentation, loops)."""
 
     def __init__(self, res: Resolution, taken: set[str]) -> None:

@@ -273,7 +273,10 @@ class ExprMixin:
                 chain.append(head.right)
                 head = head.left
             chain.append(head)
-            return "sq.add(" + ", ".join(self.expr(item) for item in reversed(chain)) + ")"
+            chain.reverse()
+            if isinstance(chain[0], ast.String):
+                return self.concatenation(chain)
+            return "sq.add(" + ", ".join(self.expr(item) for item in chain) + ")"
         left = self.expr(node.left)
         right = self.expr(node.right)
         if op in _ARITH:
@@ -294,6 +297,29 @@ class ExprMixin:
             return f"sq.instanceof({left}, {right})"
         self.unsupported(node, f"operator {op}")
         return ""
+
+    def concatenation(self: Emitter, chain: list[ast.Node]) -> str:
+        """``"text" + a + b``: from a string on, ``+`` only concatenates, so the chain is an
+        f-string of the items' Squirrel text (``sq.tostring``)."""
+        parts = []
+        for item in chain:
+            if isinstance(item, ast.String):
+                parts.append(("s", item.value))
+                continue
+            text = self.expr(item)
+            if any(c in text for c in "\"'\\{}\n"):
+                return "sq.add(" + ", ".join(self.expr(i) for i in chain) + ")"
+            parts.append(("e", text))
+        body = []
+        for kind, text in parts:
+            if kind == "s":
+                literal = py_string(text)[1:-1]
+                if py_string(text)[0] != '"':  # repr chose single quotes: re-escape for "..."
+                    literal = text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+                body.append(literal.replace("{", "{{").replace("}", "}}"))
+            else:
+                body.append("{sq.tostring(" + text + ")}")
+        return 'f"' + "".join(body) + '"'
 
     def table(self: Emitter, node: ast.TableLiteral) -> str:
         if not node.slots:

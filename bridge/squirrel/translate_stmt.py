@@ -446,4 +446,71 @@ class StmtMixin:
         self.indent -= 1
 
 
-__all__ = ["StmtMixin"]
+
+
+class ValueAssignMixin:
+    """Assignments and ``++``/``--`` used as values (inside a larger expression)."""
+
+    def assign_value(self: Emitter, node: ast.Assign) -> str:
+        target = node.target
+        value = self.expr(node.value)
+        if node.op in _COMPOUND:
+            value = f"sq.{_COMPOUND[node.op]}({self.expr(target)}, {value})"
+        return self._store_value(target, value, node.op == "<-", node)
+
+    def incdec_value(self: Emitter, node: ast.IncDec) -> str:
+        step = _BUMP[node.op]
+        target = node.target
+        prefix = "True" if node.prefix else "False"
+        if isinstance(target, ast.Member) and not isinstance(target.obj, ast.Base):
+            return f"sq.bump_attr({self.expr(target.obj)}, {py_string(target.name)}, {step}, " \
+                   f"{prefix})"
+        if isinstance(target, ast.Index):
+            return f"sq.bump_index({self.expr(target.obj)}, {self.expr(target.key)}, {step}, " \
+                   f"{prefix})"
+        ref = self.res.refs.get(id(target)) if isinstance(target, ast.Identifier) else None
+        if ref is not None and ref.kind == "member":
+            assert isinstance(target, ast.Identifier)
+            return f"sq.bump_attr({self.self_name(target)}, {py_string(target.name)}, {step}, " \
+                   f"{prefix})"
+        current = self.expr(target)
+        store = self._store_value(target, f"{step}({current})", False, node)
+        return store if node.prefix else f"sq.first({current}, {store})"
+
+    def _store_value(self: Emitter, target: ast.Node, value: str, newslot: bool,
+                     node: ast.Node) -> str:
+        if isinstance(target, ast.Identifier):
+            ref = self.res.refs.get(id(target))
+            if ref is not None and ref.kind == "local" and ref.binding is not None:
+                binding = ref.binding
+                if binding.boxed:
+                    return f"sq.set_cell({binding.pyname}, {value})"
+                self.declare_outer(binding)
+                return f"({binding.pyname} := {value})"
+            if ref is not None and ref.kind == "member":
+                if newslot:
+                    return f"sq.newslot({self.self_name(target)}, {py_string(target.name)}, " \
+                           f"{value})"
+                return f"sq.set_attr({self.self_name(target)}, {py_string(target.name)}, " \
+                       f"{value})"
+            name = target.name
+        elif isinstance(target, ast.RootAccess):
+            name, newslot = target.name, True
+        elif isinstance(target, ast.Member):
+            obj = self.expr(target.obj)
+            helper = "newslot" if newslot else "set_attr"
+            return f"sq.{helper}({obj}, {py_string(target.name)}, {value})"
+        elif isinstance(target, ast.Index):
+            helper = "newslot" if newslot else "set_index"
+            return f"sq.{helper}({self.expr(target.obj)}, {self.expr(target.key)}, {value})"
+        else:
+            self.unsupported(node, "assignment to this kind of target")
+        pyname = python_name(name)
+        if not (newslot or name in self.res.root_names):
+            return f"sq.root_set(globals(), {py_string(name)}, {value})"
+        if not self.func.top:
+            self.decls[pyname] = "global"
+        return f"({pyname} := {value})"
+
+
+__all__ = ["StmtMixin", "ValueAssignMixin"]

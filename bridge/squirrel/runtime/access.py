@@ -91,7 +91,7 @@ def delete(obj: Any, key: Any) -> Any:
         obj = obj._ns
     if isinstance(obj, dict):
         try:
-            return obj.pop(key)
+            return dict.pop(obj, key)
         except KeyError:
             raise MissingIndex(key) from None
     raise SquirrelError(f"cannot delete a slot from {typeof(obj)}")
@@ -127,7 +127,7 @@ def items(obj: Any) -> Iterator[tuple[Any, Any]]:
             i += 1
         return
     if isinstance(obj, dict):
-        yield from list(obj.items())
+        yield from list(dict.items(obj))
         return
     if isinstance(obj, str):
         yield from enumerate(ord(c) for c in obj)

@@ -292,8 +292,11 @@ def reduce(obj: Any, fn: Callable[[Any, Any], Any]) -> Any:
 
 @_builtin("clear")
 def clear(obj: Any) -> Any:
-    if isinstance(obj, (list, dict)):
-        obj.clear()
+    if isinstance(obj, list):
+        list.clear(obj)
+        return obj
+    if isinstance(obj, dict):
+        dict.clear(obj)
         return obj
     raise _no_method(obj, "clear")
 
@@ -335,7 +338,7 @@ def rawin(obj: Any, key: Any) -> bool:
 @_builtin("rawdelete")
 def rawdelete(obj: Any, key: Any) -> Any:
     if isinstance(obj, dict):
-        return obj.pop(key, None)
+        return dict.pop(obj, key, None)
     raise _no_method(obj, "rawdelete")
 
 

@@ -129,11 +129,26 @@ def _numbers(op: str, a: Any, b: Any) -> tuple[Any, Any, bool]:
     ka, kb = type(a), type(b)
     if ka is int and kb is int:
         return a, b, False
+    if ka is float and kb is float:
+        return a, b, True
+    # an integer of at most 24 bits is exact as a 32-bit float: no rounding needed
+    if ka is int and kb is float and -16777216 <= a <= 16777216:
+        return float(a), b, True
+    if ka is float and kb is int and -16777216 <= b <= 16777216:
+        return a, float(b), True
     if (ka is int or ka is float) and (kb is int or kb is float):
         # the VM converts the integer to a (32-bit) float first
         return (_c_float(a).value if ka is int else a), (_c_float(b).value if kb is int else b), \
             True
     raise _arith_error(op, a, b)
+
+
+def _meta_call(name: str, op: str, a: Any, b: Any) -> Any:
+    """An instance's arithmetic metamethod ``name`` applied, or the VM's error without one."""
+    method = getattr(type(a), name, None)
+    if method is None:
+        raise _arith_error(op, a, b)
+    return method(a, b)
 
 
 def _metamethod(name: str, a: Any, b: Any) -> Any:
@@ -178,18 +193,18 @@ def sub(a: Any, b: Any) -> Any:
 
 def mul(a: Any, b: Any) -> Any:
     """``a * b``."""
-    meta = _metamethod("_mul", a, b)
-    if meta is not None:
-        return meta(a, b)
+    if type(a) is int and type(b) is int:
+        return i32(a * b)
+    if isinstance(a, Instance):
+        return _meta_call("_mul", "*", a, b)
     x, y, is_float = _numbers("*", a, b)
     return _c_float(x * y).value if is_float else i32(x * y)
 
 
 def div(a: Any, b: Any) -> Any:
     """``a / b``: integers truncate toward zero, integer division by zero throws."""
-    meta = _metamethod("_div", a, b)
-    if meta is not None:
-        return meta(a, b)
+    if isinstance(a, Instance):
+        return _meta_call("_div", "/", a, b)
     x, y, is_float = _numbers("/", a, b)
     if is_float:
         if y == 0:
@@ -205,9 +220,8 @@ def div(a: Any, b: Any) -> Any:
 
 def mod(a: Any, b: Any) -> Any:
     """``a % b``: the sign of the dividend (C ``%``/``fmod``); integer ``% 0`` gives ``a``."""
-    meta = _metamethod("_modulo", a, b)
-    if meta is not None:
-        return meta(a, b)
+    if isinstance(a, Instance):
+        return _meta_call("_modulo", "%", a, b)
     ka, kb = type(a), type(b)
     if not ((ka is int or ka is float) and (kb is int or kb is float)):
         return a  # what the VM does for % on anything but two numbers

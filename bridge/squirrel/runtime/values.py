@@ -34,6 +34,10 @@ class MissingIndex(SquirrelError, AttributeError):
         SquirrelError.__init__(self, f"the index '{tostring(key)}' does not exist")
 
 
+_dict_get = dict.get
+_ABSENT = object()
+
+
 def _missing(key: Any) -> MissingIndex:
     return MissingIndex(key)
 
@@ -52,12 +56,15 @@ class Table(dict):  # type: ignore[type-arg]
     def __missing__(self, key: Any) -> Any:
         raise _missing(key)
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        try:
-            return dict.__getitem__(self, name)
-        except KeyError:
+    def __getattribute__(self, name: str) -> Any:
+        # A slot wins over dict's own attributes (t.keys is the slot "keys", as in Squirrel);
+        # no exception on the common path, unlike __getattr__ after a failed lookup.
+        value = _dict_get(self, name, _ABSENT)
+        if value is not _ABSENT:
+            return value
+        try:  # dict's own attributes, for Python (json, copy ...) and the runtime
+            return object.__getattribute__(self, name)
+        except AttributeError:
             raise _missing(name) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -69,6 +76,9 @@ class Table(dict):  # type: ignore[type-arg]
         if key not in self:
             raise _missing(key)
         dict.__setitem__(self, key, value)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy/pickle: the slots exist only afterwards
+        return (Table, (dict(self),))
 
     def __repr__(self) -> str:
         return f"Table({dict.__repr__(self)})"
