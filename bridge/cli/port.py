@@ -32,8 +32,8 @@ def port(ctx: click.Context, source: Path, output: Path | None,
     Exit status: 0 written; 1 a syntax error, an unsupported construct or an unresolved
     #require (the message names the file and line).
     """
-    from bridge.squirrel.errors import SquirrelError  # noqa: PLC0415 - keep `bridge --help` light
-    from bridge.squirrel.port import translate_file  # noqa: PLC0415
+    from bridge.squirrel.errors import SquirrelError
+    from bridge.squirrel.port import translate_file
 
     started = time.perf_counter()
     try:

@@ -9,20 +9,16 @@ through an instance gives); ``constructor`` becomes ``__init__``; methods take `
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bridge.squirrel import ast
+from bridge.squirrel.translate_base import EmitterBase
 from bridge.squirrel.translate_expr import py_string
 from bridge.squirrel.translate_names import python_name
 
-if TYPE_CHECKING:
-    from bridge.squirrel.translate import Emitter
 
-
-class ClassMixin:
+class ClassMixin(EmitterBase):
     """The class half of `Emitter`."""
 
-    def class_decl(self: Emitter, node: ast.ClassDecl) -> None:
+    def class_decl(self, node: ast.ClassDecl) -> None:
         target = node.target
         if isinstance(target, (ast.Identifier, ast.RootAccess)):
             pyname = python_name(target.name)
@@ -38,12 +34,12 @@ class ClassMixin:
             return
         self.unsupported(node, "class declared on this kind of target")
 
-    def class_value(self: Emitter, node: ast.ClassExpr, hint: str | None) -> str:
+    def class_value(self, node: ast.ClassExpr, hint: str | None) -> str:
         name = self.fresh(python_name(hint) if hint else "_Class")
         self.emit_class(node, name, node.line)
         return name
 
-    def emit_class(self: Emitter, cls: ast.ClassExpr, pyname: str, line: int) -> None:
+    def emit_class(self, cls: ast.ClassExpr, pyname: str, line: int) -> None:
         base = self.expr(cls.base) if cls.base is not None else "sq.Instance"
         self.line(f"class {pyname}({base}):", line)
         self.indent += 1
@@ -80,7 +76,7 @@ class ClassMixin:
             self.line("__call__ = _call", line)
         self.indent -= 1
 
-    def self_name(self: Emitter, node: ast.Node) -> str:
+    def self_name(self, node: ast.Node) -> str:
         if self.func.top and isinstance(node, ast.This):
             return "sq.RootTable(globals())"  # the top level's `this` is the root table
         if self.func.method_class() is None:
@@ -89,7 +85,7 @@ class ClassMixin:
                              "table/instance explicitly")
         return "self"
 
-    def super_ref(self: Emitter) -> str:
+    def super_ref(self) -> str:
         return "super()" if self.func.cls is not None else "super(__class__, self)"
 
 

@@ -9,14 +9,12 @@ value) adds statements before the current one through ``self.pre``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bridge.squirrel import ast
 from bridge.squirrel import runtime as sq
+from bridge.squirrel.translate_base import EmitterBase
 from bridge.squirrel.translate_names import Binding, python_name
-
-if TYPE_CHECKING:
-    from bridge.squirrel.translate import Emitter
 
 # Python attribute names of dict/list/str: a Squirrel member of one of these names must not
 # meet Python's method (``t.keys`` is the slot "keys", not dict.keys).
@@ -62,10 +60,10 @@ def py_literal(value: Any) -> str:
     return py_string(str(value))
 
 
-class ExprMixin:
+class ExprMixin(EmitterBase):
     """The expression half of `Emitter` (which provides ``self.res``, ``self.pre`` ...)."""
 
-    def expr(self: Emitter, node: ast.Node) -> str:  # noqa: C901 - one branch per node kind
+    def expr(self, node: ast.Node) -> str:
         ref = self.res.refs.get(id(node))
         if ref is not None and ref.kind == "const" and ref.value is not None:
             return self.expr(ref.value)
@@ -117,10 +115,10 @@ class ExprMixin:
         return ""
 
     # -- names ----------------------------------------------------------------------------------
-    def binding_read(self: Emitter, binding: Binding) -> str:
+    def binding_read(self, binding: Binding) -> str:
         return f"{binding.pyname}.value" if binding.boxed else binding.pyname
 
-    def name_read(self: Emitter, node: ast.Identifier) -> str:
+    def name_read(self, node: ast.Identifier) -> str:
         ref = self.res.refs.get(id(node))
         if ref is None or ref.kind == "root":
             return self.root_name(node.name)
@@ -130,16 +128,16 @@ class ExprMixin:
         assert ref.binding is not None
         return self.binding_read(ref.binding)
 
-    def root_name(self: Emitter, name: str) -> str:
+    def root_name(self, name: str) -> str:
         if name not in self.res.root_names and name in sq.GLOBALS:
             return f"sq.{sq.GLOBALS[name]}"
         return python_name(name)
 
-    def this(self: Emitter, node: ast.Node) -> str:
+    def this(self, node: ast.Node) -> str:
         return self.self_name(node)
 
     # -- member access and calls ----------------------------------------------------------------
-    def member(self: Emitter, node: ast.Member) -> str:
+    def member(self, node: ast.Member) -> str:
         if isinstance(node.obj, ast.Base):
             return f"{self.super_ref()}.{python_name(node.name)}"
         obj = self.expr(node.obj)
@@ -149,7 +147,7 @@ class ExprMixin:
             return f"sq.index({obj}, {py_string(node.name)})"
         return f"{obj}.{node.name}"
 
-    def call(self: Emitter, node: ast.Call) -> str:
+    def call(self, node: ast.Call) -> str:
         callee = node.callee
         # a function literal passed as an argument is named after what receives it
         named = callee.name if isinstance(callee, (ast.Member, ast.Identifier)) else "call"
@@ -176,7 +174,7 @@ class ExprMixin:
             return "sq.RootTable(globals())"
         return f"{self.expr(callee)}({', '.join(args)})"
 
-    def delete(self: Emitter, node: ast.Delete) -> str:
+    def delete(self, node: ast.Delete) -> str:
         target = node.target
         if isinstance(target, ast.Member):
             return f"sq.delete({self.expr(target.obj)}, {py_string(target.name)})"
@@ -188,7 +186,7 @@ class ExprMixin:
         return ""
 
     # -- operators ------------------------------------------------------------------------------
-    def is_bool(self: Emitter, node: ast.Node) -> bool:
+    def is_bool(self, node: ast.Node) -> bool:
         """The expression's value is always a Squirrel bool (so Python's ``and``/``not`` and
         truth are exact for it)."""
         if isinstance(node, ast.Bool):
@@ -202,7 +200,7 @@ class ExprMixin:
                 return self.is_bool(node.left) and self.is_bool(node.right)
         return False
 
-    def cond(self: Emitter, node: ast.Node) -> str:
+    def cond(self, node: ast.Node) -> str:
         """``node`` as a Python condition with Squirrel's truthiness."""
         if isinstance(node, ast.Binary) and node.op in ("&&", "||"):
             op = " and " if node.op == "&&" else " or "
@@ -214,7 +212,7 @@ class ExprMixin:
             return text
         return f"sq.truth({text})"
 
-    def unary(self: Emitter, node: ast.Unary) -> str:
+    def unary(self, node: ast.Unary) -> str:
         op = node.op
         if op == "!":
             return f"(not {self.cond(node.operand)})"
@@ -232,7 +230,7 @@ class ExprMixin:
         self.unsupported(node, f"operator {op}")
         return ""
 
-    def _static_type(self: Emitter, node: ast.Node) -> str | None:
+    def _static_type(self, node: ast.Node) -> str | None:
         if isinstance(node, ast.String):
             return "string"
         if isinstance(node, ast.Null):
@@ -243,7 +241,7 @@ class ExprMixin:
             return "int01" if node.value in (0.0, 1.0) else "number"
         return None
 
-    def binary(self: Emitter, node: ast.Binary) -> str:  # noqa: C901
+    def binary(self, node: ast.Binary) -> str:
         op = node.op
         if op in ("&&", "||"):
             if self.is_bool(node.left) and self.is_bool(node.right):
@@ -298,7 +296,7 @@ class ExprMixin:
         self.unsupported(node, f"operator {op}")
         return ""
 
-    def concatenation(self: Emitter, chain: list[ast.Node]) -> str:
+    def concatenation(self, chain: list[ast.Node]) -> str:
         """``"text" + a + b``: from a string on, ``+`` only concatenates, so the chain is an
         f-string of the items' Squirrel text (``sq.tostring``)."""
         parts = []
@@ -321,7 +319,7 @@ class ExprMixin:
                 body.append("{sq.tostring(" + text + ")}")
         return 'f"' + "".join(body) + '"'
 
-    def table(self: Emitter, node: ast.TableLiteral) -> str:
+    def table(self, node: ast.TableLiteral) -> str:
         if not node.slots:
             return "sq.Table()"
         parts = []

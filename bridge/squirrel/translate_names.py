@@ -282,7 +282,7 @@ class Resolver:
         if loop:
             self.loop_marks.pop()
 
-    def stmt(self, node: ast.Node) -> None:  # noqa: C901 - one branch per statement kind
+    def stmt(self, node: ast.Node) -> None:
         if isinstance(node, ast.ExprStatement):
             self.expr(node.expr)
         elif isinstance(node, ast.Block):
@@ -364,7 +364,7 @@ class Resolver:
             self.expr(node)
 
     # -- expressions ----------------------------------------------------------------------------
-    def expr(self, node: ast.Node) -> None:  # noqa: C901
+    def expr(self, node: ast.Node) -> None:
         if isinstance(node, ast.Identifier):
             self.identifier(node)
         elif isinstance(node, ast.Assign):
@@ -426,9 +426,7 @@ class Resolver:
         for member in node.members:
             if member.computed:
                 self.expr(member.key)
-            if isinstance(member.value, ast.FunctionExpr) and not member.static:
-                self.function(member.value, info)
-            elif isinstance(member.value, ast.FunctionExpr):
+            if isinstance(member.value, ast.FunctionExpr):
                 self.function(member.value, info)
             else:
                 self.expr(member.value)

@@ -9,14 +9,10 @@ an ``if``/``elif`` chain when no case falls through, otherwise a one-pass ``whil
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bridge.squirrel import ast
+from bridge.squirrel.translate_base import EmitterBase
 from bridge.squirrel.translate_expr import py_string
 from bridge.squirrel.translate_names import Binding, python_name
-
-if TYPE_CHECKING:
-    from bridge.squirrel.translate import Emitter
 
 _TERMINATORS = (ast.Break, ast.Return, ast.Throw, ast.Continue)
 _BUMP = {"++": "sq.inc", "--": "sq.dec"}
@@ -39,10 +35,10 @@ def _contains(node: ast.Node, kinds: tuple[type[ast.Node], ...], stop_at_loops: 
     return False
 
 
-class StmtMixin:
+class StmtMixin(EmitterBase):
     """The statement half of `Emitter`."""
 
-    def stmts(self: Emitter, body: list[ast.Node]) -> None:
+    def stmts(self, body: list[ast.Node]) -> None:
         start = len(self.out)
         for stmt in body:
             self.flush_comments(stmt.line)
@@ -51,12 +47,12 @@ class StmtMixin:
                                          for _i, line, _n in self.out[start:]):
             self.line("pass", body[0].line if body else self.current_line)
 
-    def body_of(self: Emitter, node: ast.Node) -> None:
+    def body_of(self, node: ast.Node) -> None:
         self.indent += 1
         self.stmts(node.body if isinstance(node, ast.Block) else [node])
         self.indent -= 1
 
-    def stmt(self: Emitter, node: ast.Node) -> None:  # noqa: C901 - one branch per statement
+    def stmt(self, node: ast.Node) -> None:
         self.current_line = node.line
         if isinstance(node, ast.ExprStatement):
             self.expr_stmt(node.expr)
@@ -117,11 +113,11 @@ class StmtMixin:
         else:
             self.unsupported(node, type(node).__name__)
 
-    def boxed(self: Emitter, binding: Binding, value: str) -> str:
+    def boxed(self, binding: Binding, value: str) -> str:
         return f"sq.Cell({value})" if binding.boxed else value
 
     # -- expression statements: assignments keep Python's statement form -----------------------
-    def expr_stmt(self: Emitter, node: ast.Node) -> None:
+    def expr_stmt(self, node: ast.Node) -> None:
         if isinstance(node, ast.Assign):
             self.assign_stmt(node)
         elif isinstance(node, ast.IncDec):
@@ -135,7 +131,7 @@ class StmtMixin:
         else:
             self.line(self.expr(node), node.line)
 
-    def assign_stmt(self: Emitter, node: ast.Assign, bump: str | None = None) -> None:
+    def assign_stmt(self, node: ast.Assign, bump: str | None = None) -> None:
         target = node.target
         if isinstance(node.value, ast.FunctionExpr) and node.op in ("=", "<-"):
             hint = target.name if isinstance(target, (ast.Identifier, ast.Member,
@@ -154,10 +150,10 @@ class StmtMixin:
             value = f"sq.{_COMPOUND[node.op]}({read}, {value})"
         self.line(self.target_write(target, value, node.op == "<-", node), node.line)
 
-    def target_read(self: Emitter, target: ast.Node) -> str:
+    def target_read(self, target: ast.Node) -> str:
         return self.expr(target)
 
-    def target_write(self: Emitter, target: ast.Node, value: str, newslot: bool,
+    def target_write(self, target: ast.Node, value: str, newslot: bool,
                      node: ast.Node) -> str:
         """The Python statement assigning ``value`` (text) to ``target``."""
         if isinstance(target, ast.Identifier):
@@ -193,7 +189,7 @@ class StmtMixin:
         self.unsupported(node, "assignment to this kind of target")
         return ""
 
-    def root_write(self: Emitter, name: str, value: str, known: bool) -> str:
+    def root_write(self, name: str, value: str, known: bool) -> str:
         pyname = python_name(name)
         if not known:
             return f"sq.root_set(globals(), {py_string(name)}, {value})"
@@ -201,13 +197,13 @@ class StmtMixin:
             self.decls[pyname] = "global"
         return f"{pyname} = {value}"
 
-    def declare_outer(self: Emitter, binding: Binding) -> None:
+    def declare_outer(self, binding: Binding) -> None:
         if binding.func is self.func:
             return
         self.decls[binding.pyname] = "global" if binding.func.top else "nonlocal"
 
     # -- control flow ---------------------------------------------------------------------------
-    def if_stmt(self: Emitter, node: ast.If) -> None:
+    def if_stmt(self, node: ast.If) -> None:
         self.line(f"if {self.cond(node.test)}:", node.line)
         self.body_of(node.then)
         otherwise = node.otherwise
@@ -224,7 +220,7 @@ class StmtMixin:
             self.body_of(otherwise)
             break
 
-    def do_while(self: Emitter, node: ast.DoWhile) -> None:
+    def do_while(self, node: ast.DoWhile) -> None:
         self.line("while True:", node.line)
         self.indent += 1
         with self.capture() as pre:
@@ -236,7 +232,7 @@ class StmtMixin:
         self.splice(check)
         self.indent -= 1
 
-    def for_stmt(self: Emitter, node: ast.For) -> None:
+    def for_stmt(self, node: ast.For) -> None:
         if node.init is not None:
             if isinstance(node.init, ast.LocalDecl):
                 self.stmt(node.init)
@@ -255,7 +251,7 @@ class StmtMixin:
         self.splice(update)
         self.indent -= 1
 
-    def continue_stmt(self: Emitter, node: ast.Continue) -> None:
+    def continue_stmt(self, node: ast.Continue) -> None:
         if not self.loops:
             self.unsupported(node, "continue outside a loop")
         kind, prelude = self.loops[-1]
@@ -264,7 +260,7 @@ class StmtMixin:
         self.splice(prelude)
         self.line("continue", node.line)
 
-    def foreach(self: Emitter, node: ast.Foreach) -> None:
+    def foreach(self, node: ast.Foreach) -> None:
         key, value = self.res.foreach[id(node)]
         if value.boxed or (key is not None and key.boxed):
             self.unsupported(node, "a foreach variable captured and reassigned in the loop")
@@ -277,7 +273,7 @@ class StmtMixin:
         self.body_of(node.body)
         self.loops.pop()
 
-    def try_stmt(self: Emitter, node: ast.Try) -> None:
+    def try_stmt(self, node: ast.Try) -> None:
         binding = self.res.catch[id(node)]
         self.line("try:", node.line)
         self.body_of(node.body)
@@ -289,7 +285,7 @@ class StmtMixin:
         self.indent -= 1
         self.body_of(node.handler)
 
-    def switch(self: Emitter, node: ast.Switch) -> None:
+    def switch(self, node: ast.Switch) -> None:
         subject = self.expr(node.subject)
         if not isinstance(node.subject, (ast.Identifier, ast.This)) or "(" in subject:
             temp = self.temp("subject")
@@ -316,7 +312,7 @@ class StmtMixin:
         else:
             self.switch_fallthrough(subject, cases, node)
 
-    def _case_test(self: Emitter, subject: str, labels: list[ast.Node | None]) -> str:
+    def _case_test(self, subject: str, labels: list[ast.Node | None]) -> str:
         tests = []
         for label in labels:
             if label is None:
@@ -331,7 +327,7 @@ class StmtMixin:
                 tests.append(f"sq.eq({subject}, {value})")
         return " or ".join(tests)
 
-    def switch_chain(self: Emitter, subject: str,
+    def switch_chain(self, subject: str,
                      groups: list[tuple[list[ast.Node | None], list[ast.Node]]],
                      node: ast.Switch) -> None:
         first = True
@@ -349,7 +345,7 @@ class StmtMixin:
             self.stmts(body) if body else self.line("pass", line)
             self.indent -= 1
 
-    def switch_fallthrough(self: Emitter, subject: str, cases: list[ast.SwitchCase],
+    def switch_fallthrough(self, subject: str, cases: list[ast.SwitchCase],
                            node: ast.Switch) -> None:
         fall = self.temp("fall")
         self.line(f"{fall} = False", node.line)
@@ -358,7 +354,7 @@ class StmtMixin:
         self.loops.append(("switch", []))
         for case in cases:
             if case.test is None:
-                self.line(f"# default:", case.line)
+                self.line("# default:", case.line)
                 self.stmts(case.body) if case.body else None
                 continue
             self.line(f"if {fall} or {self._case_test(subject, [case.test])}:", case.line)
@@ -372,7 +368,7 @@ class StmtMixin:
         self.indent -= 1
 
     # -- functions ------------------------------------------------------------------------------
-    def function_decl(self: Emitter, node: ast.FunctionDecl) -> None:
+    def function_decl(self, node: ast.FunctionDecl) -> None:
         if len(node.path) == 1:
             name = python_name(node.path[0])
             if not self.func.top:
@@ -385,7 +381,7 @@ class StmtMixin:
         self.emit_function(node.function, pyname, method=info.cls is not None)
         self.line(f"sq.newslot({owner}, {py_string(node.path[-1])}, {pyname})", node.line)
 
-    def function_value(self: Emitter, node: ast.FunctionExpr, hint: str | None) -> str:
+    def function_value(self, node: ast.FunctionExpr, hint: str | None) -> str:
         """A function literal as a value: a lambda when it is one expression, else a ``def``
         written before the current statement; the Python name/expression."""
         info = self.res.funcs[id(node)]
@@ -403,7 +399,7 @@ class StmtMixin:
         self.emit_function(node, name)
         return name
 
-    def params(self: Emitter, node: ast.FunctionExpr, method: bool) -> str:
+    def params(self, node: ast.FunctionExpr, method: bool) -> str:
         info = self.res.funcs[id(node)]
         parts = ["self"] if method else []
         for param in node.params:
@@ -420,7 +416,7 @@ class StmtMixin:
             parts.extend(f"{b.pyname}={b.pyname}" for b in info.loop_defaults)
         return ", ".join(parts)
 
-    def emit_function(self: Emitter, node: ast.FunctionExpr, pyname: str,
+    def emit_function(self, node: ast.FunctionExpr, pyname: str,
                       method: bool = False) -> None:
         info = self.res.funcs[id(node)]
         params = self.params(node, method)
@@ -448,17 +444,17 @@ class StmtMixin:
 
 
 
-class ValueAssignMixin:
+class ValueAssignMixin(EmitterBase):
     """Assignments and ``++``/``--`` used as values (inside a larger expression)."""
 
-    def assign_value(self: Emitter, node: ast.Assign) -> str:
+    def assign_value(self, node: ast.Assign) -> str:
         target = node.target
         value = self.expr(node.value)
         if node.op in _COMPOUND:
             value = f"sq.{_COMPOUND[node.op]}({self.expr(target)}, {value})"
         return self._store_value(target, value, node.op == "<-", node)
 
-    def incdec_value(self: Emitter, node: ast.IncDec) -> str:
+    def incdec_value(self, node: ast.IncDec) -> str:
         step = _BUMP[node.op]
         target = node.target
         prefix = "True" if node.prefix else "False"
@@ -477,7 +473,7 @@ class ValueAssignMixin:
         store = self._store_value(target, f"{step}({current})", False, node)
         return store if node.prefix else f"sq.first({current}, {store})"
 
-    def _store_value(self: Emitter, target: ast.Node, value: str, newslot: bool,
+    def _store_value(self, target: ast.Node, value: str, newslot: bool,
                      node: ast.Node) -> str:
         if isinstance(target, ast.Identifier):
             ref = self.res.refs.get(id(target))

@@ -49,7 +49,7 @@ print(json.dumps(results))
 
 def available() -> bool:
     try:
-        import squirrel  # noqa: F401, PLC0415
+        import squirrel  # noqa: F401
     except ImportError:
         return False
     return True

@@ -38,7 +38,8 @@ DIVISOR = st.one_of(st.integers(min_value=2, max_value=1000).map(str),
 def _expressions() -> st.SearchStrategy[str]:
     def extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         return st.one_of(
-            st.tuples(inner, st.sampled_from(BINARY), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+            st.tuples(inner, st.sampled_from(BINARY), inner).map(
+                lambda t: f"({t[0]} {t[1]} {t[2]})"),
             st.tuples(inner, st.sampled_from(["/", "%"]), DIVISOR).map(
                 lambda t: f"({t[0]} {t[1]} {t[2]})"),
             st.tuples(st.sampled_from(["-", "!", "~"]), inner).map(lambda t: f"({t[0]} {t[1]})"),

@@ -13,7 +13,12 @@ from typing import Any
 
 from bridge.squirrel.runtime.ops import tostring, typeof
 from bridge.squirrel.runtime.values import (
-    Array, Instance, MissingIndex, RootTable, SquirrelError, Table,
+    Array,
+    Instance,
+    MissingIndex,
+    RootTable,
+    SquirrelError,
+    Table,
 )
 
 

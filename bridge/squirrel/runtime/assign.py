@@ -46,7 +46,7 @@ def bump_index(obj: Any, key: Any, step: Callable[[Any], Any], prefix: bool) -> 
 def root_set(namespace: dict[str, Any], name: str, value: Any) -> Any:
     """``name = value`` for a root-table slot nobody created with ``<-``: Squirrel throws when
     the slot does not exist."""
-    from bridge.squirrel.runtime.values import MissingIndex  # noqa: PLC0415
+    from bridge.squirrel.runtime.values import MissingIndex
     if name not in namespace:
         raise MissingIndex(name)
     namespace[name] = value

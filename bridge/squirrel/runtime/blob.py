@@ -18,13 +18,13 @@ def _format(kind: Any) -> struct.Struct:
     return struct.Struct(_FORMATS[code])
 
 
-class blob:  # noqa: N801 - Squirrel's name
+class blob:
     """``blob([size])``: ``size`` zero bytes; also built from bytes (a message body)."""
 
     _sq_blob = True
 
     def __init__(self, size: int | bytes | bytearray = 0) -> None:
-        self._data = bytearray(size) if isinstance(size, int) else bytearray(size)
+        self._data = bytearray(size)  # an int: that many zero bytes; bytes: a copy
         self._pos = 0
 
     # -- element access (b[i]) --------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Squirrel's built-in methods (the default delegates) as functions: ``sq.len(x)``, ``sq.push(a, v)``.
+"""Squirrel's built-in methods (the default delegates) as functions: ``sq.len_(x)``,
+``sq.push(a, v)``.
 
 Translated code calls ``sq.NAME(obj, ...)`` for every method name one of Squirrel's default
 delegates defines, because the receiver's type is only known at run time: a table slot or an
@@ -159,7 +160,7 @@ def find(obj: Any, needle: Any, start: int = 0) -> int | None:
         at = obj.find(needle, start)
         return None if at < 0 else at
     if isinstance(obj, (list, tuple)):
-        from bridge.squirrel.runtime.ops import eq  # noqa: PLC0415
+        from bridge.squirrel.runtime.ops import eq
         for i, item in enumerate(obj):
             if eq(item, needle):
                 return i
@@ -386,7 +387,7 @@ def method(obj: Any, name: str) -> Any:
         return dict.__getitem__(obj, name)
     builtin = BUILTINS.get(name)
     if builtin is None:
-        from bridge.squirrel.runtime import functions  # noqa: PLC0415
+        from bridge.squirrel.runtime import functions
         builtin = functions.BUILTINS.get(name)
     if builtin is None:
         raise MissingIndex(name)

@@ -14,6 +14,7 @@ import math
 import types
 from typing import Any
 
+from bridge.squirrel.runtime import values as _values
 from bridge.squirrel.runtime.values import Array, Cell, Instance, RootTable, SquirrelError, Table
 
 INT_MIN = -0x80000000
@@ -84,7 +85,7 @@ def format_float(value: float) -> str:
     """A float as Squirrel prints it (C ``%g``)."""
     if value != value:
         return "-nan" if math.copysign(1.0, value) < 0 else "nan"
-    return "%g" % value
+    return "%g" % value  # noqa: UP031 - C's %g, which str.format spells differently
 
 
 def tostring(value: Any) -> str:
@@ -110,6 +111,10 @@ def tostring(value: Any) -> str:
     if blob_text is not None:
         return str(blob_text())
     return f"({typeof(value)} : 0x{id(value):08x})"
+
+
+# error messages (the index 'x' does not exist, a thrown table) use the full Squirrel text
+_values.value_text = tostring
 
 
 def print_text(value: Any) -> str:
@@ -334,7 +339,8 @@ def ne(a: Any, b: Any) -> bool:
 def _compare_error(a: Any, b: Any) -> SquirrelError:
     def shown(v: Any) -> str:
         if type(v) is float:
-            return format_float(v) if v != v else "%.14g" % v  # the VM's error messages print floats so
+            # the VM's error messages print floats with %.14g
+            return format_float(v) if v != v else f"{v:.14g}"
         return tostring(v) if type(v) in (int, str) else typeof(v)
     return SquirrelError(f"comparison between '{shown(a)}' and '{shown(b)}'")
 

@@ -62,7 +62,7 @@ def to_python(pattern: str) -> str:
     return "".join(out)
 
 
-class regexp:  # noqa: N801 - Squirrel's name
+class regexp:
     """``regexp(pattern)``."""
 
     def __init__(self, pattern: str) -> None:

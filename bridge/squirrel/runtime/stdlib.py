@@ -17,7 +17,7 @@ from bridge.squirrel.runtime.values import Array, SquirrelError, Table
 _SPEC = re.compile(r"%([-+ #0]*)(\d+|\*)?(?:\.(\d+|\*))?([diouxXeEfgGcs%])")
 
 
-def format(fmt: str, *args: Any) -> str:  # noqa: A001 - Squirrel's name
+def format(fmt: str, *args: Any) -> str:
     """C ``printf`` formatting as Squirrel's ``format`` does it (``%s`` needs a string, ``%d``
     an integer or float)."""
     if type(fmt) is not str:
@@ -116,14 +116,14 @@ def date(when: int | None = None, kind: str = "l") -> Table:
                   "usec": int((stamp % 1) * 1_000_000) if when is None else 0})
 
 
-def print(value: Any = None) -> None:  # noqa: A001 - Squirrel's name
+def print(value: Any = None) -> None:
     """Squirrel's ``print``: the value's text on stdout (null as "null")."""
     sys.stdout.write(print_text(value) + "\n")
 
 
 def assert_(condition: Any, message: Any = None) -> None:
     """Squirrel's ``assert(cond)``."""
-    from bridge.squirrel.runtime.ops import truth  # noqa: PLC0415
+    from bridge.squirrel.runtime.ops import truth
     if not truth(condition):
         raise SquirrelError("assertion failed" if message is None else message)
 
@@ -182,12 +182,12 @@ class _Math:
 
     @staticmethod
     def max(a: Any, b: Any) -> Any:
-        from bridge.squirrel.runtime.ops import lt  # noqa: PLC0415
+        from bridge.squirrel.runtime.ops import lt
         return b if lt(a, b) else a
 
     @staticmethod
     def min(a: Any, b: Any) -> Any:
-        from bridge.squirrel.runtime.ops import gt  # noqa: PLC0415
+        from bridge.squirrel.runtime.ops import gt
         return b if gt(a, b) else a
 
 

@@ -11,6 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 
+def value_text(value: Any) -> str:
+    """A value in an error message. `bridge.squirrel.runtime.ops.tostring` (which imports this
+    module) replaces it with the full Squirrel text at import; this is the fallback."""
+    return str(value)
+
+
 class SquirrelError(Exception):
     """A Squirrel ``throw`` (of any value) or a runtime error (whose value is its message)."""
 
@@ -19,8 +25,7 @@ class SquirrelError(Exception):
         super().__init__(value)
 
     def __str__(self) -> str:
-        from bridge.squirrel.runtime.ops import tostring  # noqa: PLC0415 - ops imports values
-        return self.value if isinstance(self.value, str) else tostring(self.value)
+        return self.value if isinstance(self.value, str) else value_text(self.value)
 
 
 class MissingIndex(SquirrelError, AttributeError):
@@ -30,8 +35,7 @@ class MissingIndex(SquirrelError, AttributeError):
     """
 
     def __init__(self, key: Any) -> None:
-        from bridge.squirrel.runtime.ops import tostring  # noqa: PLC0415
-        SquirrelError.__init__(self, f"the index '{tostring(key)}' does not exist")
+        SquirrelError.__init__(self, f"the index '{value_text(key)}' does not exist")
 
 
 _dict_get = dict.get
@@ -42,15 +46,15 @@ def _missing(key: Any) -> MissingIndex:
     return MissingIndex(key)
 
 
-class Table(dict):  # type: ignore[type-arg]
+class Table(dict):
     """A Squirrel table: slots read as attributes (``t.name``) or items (``t["name"]``).
 
     A missing slot read throws; ``=`` on a missing slot throws (only ``<-``, `newslot`, creates).
     """
 
     __slots__ = ()
-    __eq__ = object.__eq__  # type: ignore[assignment]
-    __ne__ = object.__ne__  # type: ignore[assignment]
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
     __hash__ = object.__hash__  # type: ignore[assignment]
 
     def __missing__(self, key: Any) -> Any:
@@ -84,12 +88,12 @@ class Table(dict):  # type: ignore[type-arg]
         return f"Table({dict.__repr__(self)})"
 
 
-class Array(list):  # type: ignore[type-arg]
+class Array(list):
     """A Squirrel array: a list compared by identity (Squirrel arrays are references)."""
 
     __slots__ = ()
-    __eq__ = object.__eq__  # type: ignore[assignment]
-    __ne__ = object.__ne__  # type: ignore[assignment]
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
     __hash__ = object.__hash__  # type: ignore[assignment]
 
     def __repr__(self) -> str:
@@ -128,8 +132,7 @@ class Instance:
     def _sq_cmp(self, other: Any) -> int:
         cmp = getattr(type(self), "_cmp", None)
         if cmp is None:
-            from bridge.squirrel.runtime.ops import typeof  # noqa: PLC0415
-            raise SquirrelError(f"comparison between '{typeof(self)}' and '{typeof(other)}'")
+            raise SquirrelError(f"comparison between 'instance' and '{value_text(other)}'")
         result = cmp(self, other)
         return int(result)
 
