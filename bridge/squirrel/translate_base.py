@@ -130,6 +130,9 @@ class EmitterBase:
     def declare_outer(self, binding: Binding) -> None:
         raise NotImplementedError
 
+    def attr_safe(self, node: ast.Node) -> bool:
+        raise NotImplementedError
+
     def stmts(self, body: list[ast.Node]) -> None:
         raise NotImplementedError
 

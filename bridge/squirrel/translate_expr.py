@@ -14,7 +14,7 @@ from typing import Any
 from bridge.squirrel import ast
 from bridge.squirrel import runtime as sq
 from bridge.squirrel.translate_base import EmitterBase
-from bridge.squirrel.translate_names import Binding, python_name
+from bridge.squirrel.translate_names import IMP_GLOBALS, Binding, member_key, python_name
 
 # Python attribute names of dict/list/str: a Squirrel member of one of these names must not
 # meet Python's method (``t.keys`` is the slot "keys", not dict.keys).
@@ -137,14 +137,37 @@ class ExprMixin(EmitterBase):
         return self.self_name(node)
 
     # -- member access and calls ----------------------------------------------------------------
+    def attr_safe(self, node: ast.Node) -> bool:
+        """``node.name`` may be Python's attribute access: ``node`` only ever holds tables,
+        instances, classes (or null), or is one of the runner's imp objects. Anything else
+        (a parameter, a call's result ...) may be a plain dict from the bridge, read with
+        ``sq.get``."""
+        if isinstance(node, (ast.This, ast.Base)):
+            return True
+        if isinstance(node, (ast.Identifier, ast.RootAccess)):
+            ref = self.res.refs.get(id(node))
+            if isinstance(node, ast.Identifier) and ref is not None and ref.kind == "local":
+                return ref.binding is not None and self.res.attr_safe(ref.binding)
+            if isinstance(node, ast.Identifier) and ref is not None and ref.kind == "member":
+                cls = self.func.method_class()
+                return cls is not None and self.res.attr_safe(member_key(cls, node.name))
+            if ref is not None and ref.kind == "const":
+                return False
+            key = ("root", node.name)
+            if key not in self.res.kinds:
+                return node.name in IMP_GLOBALS or node.name in sq.GLOBALS
+            return self.res.attr_safe(key)
+        return False
+
     def member(self, node: ast.Member) -> str:
         if isinstance(node.obj, ast.Base):
             return f"{self.super_ref()}.{python_name(node.name)}"
         obj = self.expr(node.obj)
         if node.name in sq.METHOD_FUNCTIONS:
             return f"sq.method({obj}, {py_string(node.name)})"
-        if node.name in _SHADOWED or python_name(node.name) != node.name:
-            return f"sq.index({obj}, {py_string(node.name)})"
+        if node.name in _SHADOWED or python_name(node.name) != node.name \
+                or not self.attr_safe(node.obj):
+            return f"sq.get({obj}, {py_string(node.name)})"
         return f"{obj}.{node.name}"
 
     def call(self, node: ast.Call) -> str:

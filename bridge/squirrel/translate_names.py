@@ -110,6 +110,27 @@ class Resolution:
     enums: dict[str, dict[str, ast.Node]] = field(default_factory=dict)
     root_names: set[str] = field(default_factory=set)
     uses_globals: set[str] = field(default_factory=set)
+    # what kinds of value each variable / root slot / class member is ever given (table,
+    # instance, class, null, other): a member read on one that only ever holds tables,
+    # instances or classes can be Python's attribute access; elsewhere it is `sq.get`
+    kinds: dict[object, set[str]] = field(default_factory=dict)
+
+    def attr_safe(self, key: object) -> bool:
+        kinds = self.kinds.get(key)
+        return kinds is not None and kinds <= ATTR_SAFE_KINDS
+
+
+ATTR_SAFE_KINDS = frozenset({"table", "instance", "class", "null"})
+
+
+def member_key(cls: ClassInfo, name: str) -> tuple[str, int, str]:
+    """The `Resolution.kinds` key of a class member (looked up along the base chain)."""
+    info: ClassInfo | None = cls
+    while info is not None:
+        if name in info.members:
+            return ("member", id(info), name)
+        info = info.base
+    return ("member", id(cls), name)
 
 
 def _path_of(node: ast.Node | None) -> str | None:
@@ -138,6 +159,7 @@ class Resolver:
         for stmt in program.body:
             if isinstance(stmt, ast.FunctionDecl) and len(stmt.path) == 1:
                 self.res.root_names.add(stmt.path[0])
+                self.note(("root", stmt.path[0]), "other")
             elif isinstance(stmt, ast.ExprStatement) and isinstance(stmt.expr, ast.Assign) \
                     and stmt.expr.op == "<-" and isinstance(stmt.expr.target, ast.Identifier):
                 self.res.root_names.add(stmt.expr.target.name)
@@ -146,6 +168,7 @@ class Resolver:
                 path = _path_of(node.target)
                 if isinstance(node.target, (ast.Identifier, ast.RootAccess)):
                     self.res.root_names.add(node.target.name)
+                    self.note(("root", node.target.name), "class")
                 self._class(node.cls, path)
             elif isinstance(node, ast.RootAccess):
                 self.res.root_names.add(node.name)
@@ -198,6 +221,46 @@ class Resolver:
             if binding.func.top and binding.pyname in clash:
                 binding.pyname += "_local"
         return self.res
+
+    def value_kind(self, node: ast.Node | None) -> str:
+        if node is None or isinstance(node, ast.Null):
+            return "null"
+        if isinstance(node, ast.TableLiteral):
+            return "table"
+        if isinstance(node, ast.ClassExpr):
+            return "class"
+        if isinstance(node, ast.Call):
+            path = _path_of(node.callee)
+            if path is not None and path in self.res.class_names and not (
+                    isinstance(node.callee, ast.Identifier)
+                    and self.lookup(node.callee.name)[0] is not None):
+                return "instance"
+        return "other"
+
+    def note(self, key: object, kind: str) -> None:
+        self.res.kinds.setdefault(key, set()).add(kind)
+
+    def note_target(self, target: ast.Node, value: ast.Node | None, op: str) -> None:
+        """Record what kind of value an assignment gives its target."""
+        kind = self.value_kind(value) if op in ("=", "<-") else "other"
+        if isinstance(target, ast.Identifier):
+            ref = self.res.refs.get(id(target))
+            if ref is None:
+                return
+            if ref.kind == "local" and ref.binding is not None:
+                self.note(ref.binding, kind)
+            elif ref.kind == "member":
+                cls = self.func.method_class()
+                if cls is not None:
+                    self.note(member_key(cls, target.name), kind)
+            elif ref.kind == "root":
+                self.note(("root", target.name), kind)
+        elif isinstance(target, ast.RootAccess):
+            self.note(("root", target.name), kind)
+        elif isinstance(target, ast.Member) and isinstance(target.obj, ast.This):
+            cls = self.func.method_class()
+            if cls is not None:
+                self.note(member_key(cls, target.name), kind)
 
     def unsupported(self, node: ast.Node, construct: str, detail: str = "") -> None:
         raise UnsupportedConstructError(self.file, node.line, node.column, construct, detail)
@@ -291,12 +354,12 @@ class Resolver:
             for var in node.names:
                 if var.value is not None:
                     self.expr(var.value)
-                self.declare(var.name, var)
+                self.note(self.declare(var.name, var), self.value_kind(var.value))
         elif isinstance(node, ast.LocalFunction):
             # Squirrel 3.0.5 declares the local after compiling the function: its body does
             # not see it (a recursive call goes to the root table), as the VM does.
             self.function(node.function)
-            self.declare(node.name, node)
+            self.note(self.declare(node.name, node), "other")
         elif isinstance(node, ast.FunctionDecl):
             owner = self.res.class_names.get(".".join(node.path[:-1])) \
                 if len(node.path) > 1 else None
@@ -338,6 +401,9 @@ class Resolver:
             self.blocks.append({})
             key = self.declare(node.key, node) if node.key is not None else None
             value = self.declare(node.value, node.iterable)
+            self.note(value, "other")
+            if key is not None:
+                self.note(key, "other")
             self.res.foreach[id(node)] = (key, value)
             self.body(node.body, loop=True)
             self.blocks.pop()
@@ -356,6 +422,7 @@ class Resolver:
             self.body(node.body)
             self.blocks.append({})
             self.res.catch[id(node)] = self.declare(node.catch_name, node)
+            self.note(self.res.catch[id(node)], "other")
             self.body(node.handler)
             self.blocks.pop()
         elif isinstance(node, (ast.Break, ast.Continue, ast.Empty)):
@@ -370,8 +437,10 @@ class Resolver:
         elif isinstance(node, ast.Assign):
             self.expr(node.value)
             self.target(node.target, node.op)
+            self.note_target(node.target, node.value, node.op)
         elif isinstance(node, ast.IncDec):
             self.target(node.target, "=")
+            self.note_target(node.target, None, "++")
         elif isinstance(node, ast.FunctionExpr):
             self.function(node)
         elif isinstance(node, ast.ClassExpr):
@@ -412,9 +481,9 @@ class Resolver:
         self.blocks = [*self.blocks, {}]
         self.loop_marks = []
         for param in node.params:
-            self.declare(param.name, param)
+            self.note(self.declare(param.name, param), "other")
         if node.varargs:
-            self.declare("vargv", node)
+            self.note(self.declare("vargv", node), "other")
         self.body(node.body)
         self.func, self.blocks, self.loop_marks = saved
         return info
@@ -426,6 +495,8 @@ class Resolver:
         for member in node.members:
             if member.computed:
                 self.expr(member.key)
+            if isinstance(member.key, ast.String):
+                self.note(member_key(info, member.key.value), self.value_kind(member.value))
             if isinstance(member.value, ast.FunctionExpr):
                 self.function(member.value, info)
             else:

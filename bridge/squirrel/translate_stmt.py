@@ -177,7 +177,8 @@ class StmtMixin(EmitterBase):
             obj = self.expr(target.obj)
             if newslot:
                 return f"sq.newslot({obj}, {py_string(target.name)}, {value})"
-            if python_name(target.name) != target.name or target.name.startswith("__"):
+            if python_name(target.name) != target.name or target.name.startswith("__") \
+                    or not self.attr_safe(target.obj):
                 return f"sq.set_index({obj}, {py_string(target.name)}, {value})"
             return f"{obj}.{target.name} = {value}"
         if isinstance(target, ast.Index):

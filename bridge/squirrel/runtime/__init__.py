@@ -120,6 +120,9 @@ from bridge.squirrel.runtime.stdlib import (
     strip,
     time,
 )
+
+get = index  # ``obj.name`` on a value that may be a plain dict from the bridge
+
 from bridge.squirrel.runtime.values import (
     Array,
     Cell,

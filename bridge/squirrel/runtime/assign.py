@@ -29,9 +29,9 @@ def first(value: Any, _after: Any) -> Any:
 
 def bump_attr(obj: Any, name: str, step: Callable[[Any], Any], prefix: bool) -> Any:
     """``++obj.name`` / ``obj.name++`` as a value."""
-    old = getattr(obj, name)
+    old = index(obj, name)
     new = step(old)
-    setattr(obj, name, new)
+    set_index(obj, name, new)
     return new if prefix else old
 
 
