@@ -121,8 +121,6 @@ from bridge.squirrel.runtime.stdlib import (
     time,
 )
 
-get = index  # ``obj.name`` on a value that may be a plain dict from the bridge
-
 from bridge.squirrel.runtime.values import (
     Array,
     Cell,
@@ -132,6 +130,8 @@ from bridge.squirrel.runtime.values import (
     SquirrelError,
     Table,
 )
+
+get = index  # ``obj.name`` on a value that may be a plain dict from the bridge
 
 # Built-in method names that are Python keywords/builtins are exported with a trailing
 # underscore (``sq.len_``), the translator knows the mapping (``METHOD_FUNCTIONS``).
