@@ -120,7 +120,6 @@ from bridge.squirrel.runtime.stdlib import (
     strip,
     time,
 )
-
 from bridge.squirrel.runtime.values import (
     Array,
     Cell,
