@@ -55,6 +55,11 @@ class ClassMixin(EmitterBase):
                 names.append(name)
         members = "".join(f"{py_string(n)}, " for n in names).rstrip(", ")
         self.line(f"_sq_members = ({members}{',' if len(names) == 1 else ''})", line)
+        statics = [m.key.value for m in cls.members
+                   if m.static and isinstance(m.key, ast.String)]
+        if statics:
+            listed = ", ".join(py_string(n) for n in statics)
+            self.line(f"_sq_statics = ({listed}{',' if len(statics) == 1 else ''})", line)
         for member in cls.members:
             self.flush_comments(member.line)
             assert isinstance(member.key, ast.String)

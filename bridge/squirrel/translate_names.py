@@ -363,6 +363,8 @@ class Resolver:
         elif isinstance(node, ast.FunctionDecl):
             owner = self.res.class_names.get(".".join(node.path[:-1])) \
                 if len(node.path) > 1 else None
+            if len(node.path) > 1:
+                self.res.uses_globals.add(node.path[0])  # `function A::f` finds A in the root
             self.function(node.function, owner)
         elif isinstance(node, ast.ClassDecl):
             if isinstance(node.target, ast.Member):

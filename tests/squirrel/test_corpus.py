@@ -46,3 +46,19 @@ def test_every_generated_line_of_a_statement_maps_back_to_its_nut_line() -> None
         if text.strip().startswith("def speak"):
             assert translation.nut_location(number) == (str(program), 9)
     assert translation.nut_location(1) is None  # the header the translator adds
+
+
+PARSE_CORPUS = [p for p in sorted((CORPUS / "parse").glob("*.nut"))
+                if "#require" not in p.read_text(encoding="utf-8")
+                and "yield" not in p.read_text(encoding="utf-8")]
+
+
+@requires_vm
+def test_the_parser_corpus_runs_as_on_the_real_vm() -> None:
+    """The parser's corpus (classes, functions, operators, literals) executed both ways: the
+    same output, or the same error (e.g. the VM's "trying to set 'class'")."""
+    assert PARSE_CORPUS
+    outputs = run_vm([p.read_text(encoding="utf-8") for p in PARSE_CORPUS])
+    for program, expected in zip(PARSE_CORPUS, outputs, strict=True):
+        got, _translation = run_translated(program.read_text(encoding="utf-8"), str(program))
+        assert got == expected, program.name

@@ -17,6 +17,7 @@ from bridge.squirrel.runtime.values import (
     Instance,
     MissingIndex,
     RootTable,
+    SquirrelClass,
     SquirrelError,
     Table,
 )
@@ -84,9 +85,11 @@ def newslot(obj: Any, key: Any, value: Any) -> Any:
     if isinstance(obj, dict):
         dict.__setitem__(obj, key, value)
         return value
-    if isinstance(obj, type) and type(key) is str:  # a new class member (before instances)
-        setattr(obj, key, value)
+    if isinstance(obj, SquirrelClass) and type(key) is str:  # a member (before instances)
+        obj.sq_newslot(key, value)
         return value
+    if isinstance(obj, Instance):
+        raise SquirrelError("class instances do not support the new slot operator")
     raise SquirrelError(f"trying to set '{typeof(obj)}'")
 
 

@@ -16,7 +16,14 @@ from collections.abc import Callable
 from typing import Any
 
 from bridge.squirrel.runtime.ops import cmp, f32, i32, tostring, truth, typeof
-from bridge.squirrel.runtime.values import Array, Instance, MissingIndex, SquirrelError, Table
+from bridge.squirrel.runtime.values import (
+    Array,
+    Instance,
+    MissingIndex,
+    SquirrelClass,
+    SquirrelError,
+    Table,
+)
 
 _PLAIN = (int, float, bool, str, list, Array, tuple, bytes, type(None))
 
@@ -320,9 +327,11 @@ def rawset(obj: Any, key: Any, value: Any) -> Any:
     if isinstance(obj, dict):
         dict.__setitem__(obj, key, value)
         return obj
-    if isinstance(obj, (Instance, type)):
-        object.__setattr__(obj, key, value) if isinstance(obj, Instance) else setattr(obj, key,
-                                                                                      value)
+    if isinstance(obj, Instance):
+        object.__setattr__(obj, key, value)
+        return obj
+    if isinstance(obj, SquirrelClass):
+        obj.sq_newslot(key, value)
         return obj
     raise _no_method(obj, "rawset")
 
@@ -367,8 +376,8 @@ def instance(obj: Any) -> Any:
 
 @_builtin("newmember")
 def newmember(obj: Any, key: str, value: Any = None, *_attrs: Any) -> None:
-    if isinstance(obj, type):
-        setattr(obj, key, value)
+    if isinstance(obj, SquirrelClass):
+        obj.sq_newslot(key, value)
         return
     raise _no_method(obj, "newmember")
 

@@ -100,7 +100,44 @@ class Array(list):
         return f"Array({list.__repr__(self)})"
 
 
-class Instance:
+class SquirrelClass(type):
+    """The type of translated Squirrel classes, with Squirrel's rules for class slots: ``=`` on
+    one throws ("trying to set 'class'"), ``<-`` (`newslot`) adds one until the class has an
+    instance; static members are not assignable through an instance."""
+
+    def __init__(cls, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> None:
+        super().__init__(name, bases, namespace)
+        cls._sq_refresh()
+
+    def _sq_refresh(cls) -> None:
+        fields: set[str] = set()
+        for klass in reversed(cls.__mro__):
+            own = klass.__dict__
+            statics = set(own.get("_sq_statics", ()))
+            fields -= statics
+            fields.update(n for n in own.get("_sq_members", ()) if n not in statics)
+        type.__setattr__(cls, "_sq_fields", frozenset(fields))
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        raise SquirrelError("trying to set 'class'")
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if not cls.__dict__.get("_sq_locked"):
+            type.__setattr__(cls, "_sq_locked", True)
+        return super().__call__(*args, **kwargs)
+
+    def sq_newslot(cls, name: str, value: Any) -> None:
+        """``Class.name <- value``."""
+        if cls.__dict__.get("_sq_locked"):
+            raise SquirrelError("trying to modify a class that has already been instantiated")
+        type.__setattr__(cls, name, value)
+        members = cls.__dict__.get("_sq_members", ())
+        if name not in members:
+            type.__setattr__(cls, "_sq_members", (*members, name))
+        cls._sq_refresh()
+
+
+class Instance(metaclass=SquirrelClass):
     """Base of every translated Squirrel class.
 
     Member defaults are class attributes (so, as in Squirrel, a table or array default is shared
@@ -118,8 +155,10 @@ class Instance:
             return getter(self, name)
         raise _missing(name)
 
+    _sq_fields: frozenset[str] = frozenset()
+
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in self.__dict__ or hasattr(type(self), name):
+        if name in type(self)._sq_fields or name in self.__dict__:
             object.__setattr__(self, name, value)
             return
         setter = getattr(type(self), "_set", None)
@@ -221,4 +260,5 @@ class Cell:
         self.value = value
 
 
-__all__ = ["Array", "Cell", "Instance", "MissingIndex", "RootTable", "SquirrelError", "Table"]
+__all__ = ["Array", "Cell", "Instance", "MissingIndex", "RootTable", "SquirrelClass", "SquirrelError",
+           "Table"]
