@@ -21,7 +21,8 @@ from bridge.squirrel.translate_stmt import StmtMixin, ValueAssignMixin
 
 # What the generated module needs of the imp globals `bridge run agent.py` does not predefine.
 _IMPENV_PRELUDE = [
-    'if "http" not in globals():  # `bridge run agent.py` predefines amqp, imp, server, agent',
+    "# `bridge run agent.py` predefines amqp, imp, server and agent; imp's other globals:",
+    'if "http" not in globals() and "agent" in globals():',
     "    from bridge.impenv import make_env as _make_env",
     "    _env = _make_env(agent)",
     "    http, crypto, device = _env.http, _env.crypto, _env.device",

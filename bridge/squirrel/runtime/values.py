@@ -260,5 +260,5 @@ class Cell:
         self.value = value
 
 
-__all__ = ["Array", "Cell", "Instance", "MissingIndex", "RootTable", "SquirrelClass", "SquirrelError",
-           "Table"]
+__all__ = ["Array", "Cell", "Instance", "MissingIndex", "RootTable", "SquirrelClass",
+           "SquirrelError", "Table"]
