@@ -154,6 +154,11 @@ def translate_programs(programs: Sequence[ast.Program]) -> Translation:
                     and not (i and body[i - 1][0] == 0 and body[i - 1][1].startswith("#")):
                 lines.append("")
                 line_map.append(None)
+            elif indent > 0 and text.startswith(("def ", "class ", "@")) and i \
+                    and not body[i - 1][1].endswith(":") and not body[i - 1][1].startswith(
+                        ("#", "@")) and lines[-1] != "":
+                lines.append("")  # between methods, and before a nested def
+                line_map.append(None)
             elif indent == 0 and i and body[i - 1][0] > 0 and not text.startswith(
                     ("else", "elif", "except", "finally")) and lines[-1] != "":
                 lines.append("")  # after a top-level def or class

@@ -175,15 +175,18 @@ class ExprMixin(EmitterBase):
         # a function literal passed as an argument is named after what receives it
         named = callee.name if isinstance(callee, (ast.Member, ast.Identifier)) else "call"
         args = [self.function_value(arg, f"{named}_callback")
-                if isinstance(arg, ast.FunctionExpr) else self.expr(arg) for arg in node.args]
+                if isinstance(arg, ast.FunctionExpr)
+                else self.function_value(arg.callee.obj, f"{named}_callback")
+                if self._bound_literal(arg) else self.expr(arg) for arg in node.args]
         if isinstance(callee, ast.Member):
             if isinstance(callee.obj, ast.Base):
                 name = "__init__" if callee.name == "constructor" else python_name(callee.name)
                 return f"{self.super_ref()}.{name}({', '.join(args)})"
             name = callee.name
-            if name == "bindenv" and len(args) == 1 and isinstance(node.args[0], ast.This) \
-                    and isinstance(callee.obj, ast.FunctionExpr):
-                # a function written inside a method already closes over that method's self
+            if name == "bindenv" and len(node.args) == 1 and isinstance(node.args[0], ast.This) \
+                    and self.func.method_class() is not None and self._is_own_method(callee.obj):
+                # a function written inside a method closes over that method's self, and
+                # self.method is already bound to it
                 return self.expr(callee.obj)
             obj = self.expr(callee.obj)
             if name in sq.METHOD_FUNCTIONS:
@@ -196,6 +199,22 @@ class ExprMixin(EmitterBase):
                 and self.res.refs[id(callee)].kind == "root" and not args:
             return "sq.RootTable(globals())"
         return f"{self.expr(callee)}({', '.join(args)})"
+
+    def _is_own_method(self, node: ast.Node) -> bool:
+        """``node`` is a function literal, or a method of this class (``m`` / ``this.m``)."""
+        if isinstance(node, ast.FunctionExpr):
+            return True
+        ref = self.res.refs.get(id(node))
+        if isinstance(node, ast.Identifier):
+            return ref is not None and ref.kind == "member"
+        return isinstance(node, ast.Member) and isinstance(node.obj, ast.This)
+
+    def _bound_literal(self, node: ast.Node) -> bool:
+        """``function () {...}.bindenv(this)`` inside a method."""
+        return (isinstance(node, ast.Call) and isinstance(node.callee, ast.Member)
+                and node.callee.name == "bindenv" and isinstance(node.callee.obj, ast.FunctionExpr)
+                and len(node.args) == 1 and isinstance(node.args[0], ast.This)
+                and self.func.method_class() is not None)
 
     def delete(self, node: ast.Delete) -> str:
         target = node.target
