@@ -174,10 +174,11 @@ class ExprMixin(EmitterBase):
         callee = node.callee
         # a function literal passed as an argument is named after what receives it
         named = callee.name if isinstance(callee, (ast.Member, ast.Identifier)) else "call"
-        args = [self.function_value(arg, f"{named}_callback")
-                if isinstance(arg, ast.FunctionExpr)
-                else self.function_value(arg.callee.obj, f"{named}_callback")
-                if self._bound_literal(arg) else self.expr(arg) for arg in node.args]
+        args = []
+        for arg in node.args:
+            literal = arg if isinstance(arg, ast.FunctionExpr) else self._bound_literal(arg)
+            args.append(self.function_value(literal, f"{named}_callback") if literal is not None
+                        else self.expr(arg))
         if isinstance(callee, ast.Member):
             if isinstance(callee.obj, ast.Base):
                 name = "__init__" if callee.name == "constructor" else python_name(callee.name)
@@ -209,12 +210,14 @@ class ExprMixin(EmitterBase):
             return ref is not None and ref.kind == "member"
         return isinstance(node, ast.Member) and isinstance(node.obj, ast.This)
 
-    def _bound_literal(self, node: ast.Node) -> bool:
-        """``function () {...}.bindenv(this)`` inside a method."""
-        return (isinstance(node, ast.Call) and isinstance(node.callee, ast.Member)
+    def _bound_literal(self, node: ast.Node) -> ast.FunctionExpr | None:
+        """The function of ``function () {...}.bindenv(this)`` inside a method, else None."""
+        if (isinstance(node, ast.Call) and isinstance(node.callee, ast.Member)
                 and node.callee.name == "bindenv" and isinstance(node.callee.obj, ast.FunctionExpr)
                 and len(node.args) == 1 and isinstance(node.args[0], ast.This)
-                and self.func.method_class() is not None)
+                and self.func.method_class() is not None):
+            return node.callee.obj
+        return None
 
     def delete(self, node: ast.Delete) -> str:
         target = node.target
