@@ -49,7 +49,7 @@ def _scalar_text(value: Any) -> str:
     if value is True or value is False:
         return "true" if value else "false"
     if isinstance(value, float):
-        return "%g" % value
+        return f"{value:g}"
     if isinstance(value, bytes | bytearray):
         return bytes(value).decode("utf-8", "replace")
     return str(value)
@@ -80,11 +80,11 @@ def sha256(data: Bytes) -> bytes:
 
 
 def sha1(data: Bytes) -> bytes:
-    return hashlib.sha1(as_bytes(data, "data")).digest()  # noqa: S324 - imp's API has it
+    return hashlib.sha1(as_bytes(data, "data")).digest()
 
 
 def md5(data: Bytes) -> bytes:
-    return hashlib.md5(as_bytes(data, "data")).digest()  # noqa: S324 - imp's API has it
+    return hashlib.md5(as_bytes(data, "data")).digest()
 
 
 def sha512(data: Bytes) -> bytes:

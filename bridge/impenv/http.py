@@ -67,7 +67,7 @@ class HttpRequest:
         request = urllib.request.Request(self.url, data=self.body, method=self.method,
                                          headers=self.headers)
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 return {"statuscode": response.status,
                         "headers": {k.lower(): v for k, v in response.headers.items()},
                         "body": response.read().decode("utf-8", "replace")}

@@ -28,7 +28,7 @@ INT_MIN, INT_MAX = -(2 ** 31), 2 ** 31 - 1
 
 def format_float(value: float) -> str:
     """A float as Squirrel's ``tostring()`` prints it (``%g``)."""
-    return "%g" % value
+    return f"{value:g}"
 
 
 def _encode(value: Any, compact: bool, path: str, out: list[str]) -> None:
@@ -76,7 +76,9 @@ def _encode(value: Any, compact: bool, path: str, out: list[str]) -> None:
             _encode(item, compact, f"{path}[{index}]", out)
         out.append("]" if compact else " ]")
     else:
-        kind = _FOREIGN_NAMES.get(type(value).__name__, type(value).__name__)
+        kind = getattr(value, "kind", None)  # a Squirrel value with no JSON form
+        kind = f"a {kind}" if isinstance(kind, str) else \
+            _FOREIGN_NAMES.get(type(value).__name__, type(value).__name__)
         raise TypeError(f"jsonencode: {path} is {kind}, which is not encodable (null, bool, "
                         "integer, float, string, array, table)")
 

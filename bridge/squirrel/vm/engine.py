@@ -40,7 +40,7 @@ _COMPILE_PROBE = (
     "except Exception:\n    pass\n")
 
 
-class AgentExit(Exception):  # noqa: N818 - a request, not an error
+class AgentExit(Exception):
     """Squirrel code called ``agent.exit(status)``."""
 
     def __init__(self, status: int) -> None:
@@ -61,9 +61,12 @@ class SquirrelVM:
         self.files: list[str] = []
         self.natives = Natives(self, agent, env)
         root = self._vm.get_roottable()
-        for name, fn in self.natives.table().items():
-            self._vm.bindfunc(name, fn)
-        self._vm.bindfunc("__b_onerror", self._record_error)
+        natives = self.natives.table()
+        natives["onerror"] = self._record_error
+
+        def dispatch(name: str, *args: Any) -> Any:
+            return natives[name](*args)
+        self._vm.bindfunc("__b", dispatch)
         self._vm.execute("local r = getroottable(); foreach (name in ["
                          + ",".join(f'"{n}"' for n in REMOVED_GLOBALS)
                          + "]) if (name in r) delete r[name];")
@@ -183,7 +186,7 @@ class SquirrelVM:
             self.files.append(name)
             self.call(closure)
 
-    # -- teardown -----------------------------------------------------------------------------------
+    # -- teardown ------------------------------------------------------------------------------
     def release(self) -> None:
         """Drop everything the VM holds (its root table's slots, the natives): the binding
         keeps a VM alive for as long as a native is bound in it, so without this a closed

@@ -9,17 +9,27 @@ prelude throws its message as a Squirrel error at the caller's line.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.agent import agent_log
+from bridge.contract.message import Message
 from bridge.contract.objects import Connection, Session
 from bridge.impenv import coding
-from bridge.squirrel.vm.values import ERROR_MARK, to_python, to_squirrel
+from bridge.squirrel.vm.values import ERROR_MARK, from_tokens, to_python, to_squirrel
 
 if TYPE_CHECKING:
     from bridge.agent import Agent
     from bridge.impenv import ImpEnv
-    from bridge.squirrel.vm.engine import SquirrelVM
+
+
+class VMSide(Protocol):
+    """What the natives use of their `bridge.squirrel.vm.engine.SquirrelVM`."""
+
+    exit_status: int | None
+
+    def callback(self, fn: Any) -> Callable[..., None] | None: ...
+    def message_callback(self, fn: Any) -> Callable[[list[Any]], None] | None: ...
+    def value(self, python_value: Any) -> Any: ...
 
 _DIGESTS = {"sha256": coding.sha256, "sha1": coding.sha1, "sha512": coding.sha512,
             "md5": coding.md5}
@@ -29,7 +39,7 @@ _HMACS = {"hmacsha256": coding.hmacsha256, "hmacsha1": coding.hmacsha1,
 
 def _text(value: Any) -> str:
     if isinstance(value, float):
-        return "%g" % value
+        return f"{value:g}"
     if value is True or value is False:
         return "true" if value else "false"
     if value is None:
@@ -37,14 +47,25 @@ def _text(value: Any) -> str:
     return str(to_python(value)) if not isinstance(value, str) else value
 
 
-class Natives:
-    """The natives of one VM; `table` gives them by name (wrapped to never raise)."""
+def _spread(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A native the prelude calls through ``__callv``: (count, *padded) or (-1, array)."""
+    def native(count: int, *rest: Any) -> Any:
+        args = list(rest[0])[1:] if count == -1 else rest[:count]
+        return fn(*args)
+    return native
 
-    def __init__(self, vm: SquirrelVM, agent: Agent, env: ImpEnv) -> None:
-        self.vm: SquirrelVM | None = vm
+
+class Natives:
+    """The natives of one VM; `table` gives them by name (wrapped to never raise), for the one
+    bound dispatcher ``__b(name, ...)``."""
+
+    def __init__(self, vm: VMSide, agent: Agent, env: ImpEnv) -> None:
+        self.vm: VMSide | None = vm
         self.agent: Agent | None = agent
         self.env: ImpEnv | None = env
         self.pending: BaseException | None = None
+        self.transfers: dict[int, Any] = {}  # sent from Squirrel, by id, for cancel()
+        self._sweep_at = 1024
 
     def release(self) -> None:
         self.vm = self.agent = self.env = None
@@ -67,14 +88,42 @@ class Natives:
         def openreceiver(h: Session, path: Any, ev: Any, msg: Any) -> Any:
             return h.openreceiver(path, callback(ev), message_callback(msg))
 
-        def createmessage(body: Any, props: Any) -> Any:
-            return amqp.createmessage(to_python(body), to_python(props))
+        transfers = self.transfers
 
-        def createbinarymessage(body: Any, props: Any) -> Any:
-            return amqp.createbinarymessage(to_python(body), to_python(props))
+        def send(number: int, sender: Any, kind: Any, body: Any, cb: Any, *props: Any) -> None:
+            # createmessage + createtransfer + sendasync in one call (see the prelude)
+            if type(kind) is str:
+                properties = dict(zip(props[::2], props[1::2], strict=True))
+                if type(body) is str and body.startswith("\x01"):
+                    body = to_python(body)
+                message = amqp.createbinarymessage(body, properties) if kind == "data" \
+                    else amqp.createmessage(body, properties)
+            elif isinstance(kind, Message):
+                message = kind  # a received message, sent on
+            else:
+                raise TypeError("sendasync: the transfer's message is not an amqpmessage")
+            transfer = sender.createtransfer(message)
+            run = callback(cb)
 
-        def sendasync(h: Any, cb: Any) -> None:
-            h.sendasync(callback(cb))
+            def confirmed() -> None:
+                transfers.pop(number, None)
+                if run is not None:
+                    run()
+            transfer.sendasync(confirmed)
+            if len(transfers) >= self._sweep_at:  # failed sends never confirm: forget those
+                for key in [k for k, t in transfers.items() if t.state >= t.DONE]:
+                    del transfers[key]
+                self._sweep_at = max(1024, 2 * len(transfers))
+            transfers[number] = transfer
+
+        def cancel(number: Any) -> None:
+            transfer = transfers.pop(number, None)
+            if transfer is not None:
+                transfer.cancel()
+
+        def jsonencode(compact: Any, *tokens: Any) -> str:
+            value, _ = from_tokens(tokens)
+            return http.jsonencode(value, {"compact": bool(compact)})
 
         def wakeup(seconds: Any, cb: Any) -> Any:
             return imp.wakeup(seconds, callback(cb))  # type: ignore[arg-type]
@@ -106,16 +155,14 @@ class Natives:
 
         natives: dict[str, Callable[..., Any]] = {
             "openconnection": openconnection,
-            "createmessage": createmessage,
-            "createbinarymessage": createbinarymessage,
             "opensession": opensession,
             "opensender": opensender,
             "openreceiver": openreceiver,
-            "isopen": lambda h: 1 if h.isopen() else 0,
+            "isopen": lambda h: None if h.isopen() else 0,
             "close": lambda h: h.close(),
-            "createtransfer": lambda h, m: h.createtransfer(m),
-            "sendasync": sendasync,
-            "cancel": lambda h: h.cancel(),
+            "usable": lambda h: h._require_usable("create a transfer"),
+            "send": _spread(send),
+            "cancel": cancel,
             "message": lambda h: h.message(),
             "accept": lambda h: h.accept(),
             "reject": lambda h: h.reject(),
@@ -127,7 +174,7 @@ class Natives:
             "cancelwakeup": lambda h: imp.cancelwakeup(h),
             "save": lambda t: server.save(to_python(t)),
             "load": lambda: server.load(),
-            "jsonencode": lambda v, s: http.jsonencode(to_python(v), to_python(s)),
+            "jsonencode": _spread(jsonencode),
             "jsondecode": lambda t: http.jsondecode(to_python(t)),
             "base64encode": lambda d: http.base64encode(to_python(d)),
             "base64decode": lambda t: http.base64decode(to_python(t)),
@@ -142,14 +189,14 @@ class Natives:
             "unsupported": unsupported,
             "lasterror": self._lasterror,
         }
-        wrapped = {f"__b_{name}": self._safe(fn) for name, fn in natives.items()}
+        wrapped = {name: self._safe(fn) for name, fn in natives.items()}
         # Never fail and return nothing: bound as they are (one call less per log line).
         log, error = server.log, server.error
-        wrapped["__b_log"] = lambda message: log(_text(message))
-        wrapped["__b_error"] = lambda message: error(_text(message))
-        wrapped["__b_agenturl"] = http.agenturl
-        wrapped["__b_stop"] = stop
-        wrapped["__b_exit"] = exit_
+        wrapped["log"] = lambda message: log(_text(message))
+        wrapped["error"] = lambda message: error(_text(message))
+        wrapped["agenturl"] = http.agenturl
+        wrapped["stop"] = stop
+        wrapped["exit"] = exit_
         return wrapped
 
     def _lasterror(self) -> str:

@@ -29,7 +29,7 @@ def wrap32(value: int) -> int:
     return value - 0x100000000 if value & 0x80000000 else value
 
 
-def _string_literal(text: str | bytes) -> str:
+def _string_literal(text: str | bytes | bytearray) -> str:
     data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
     out = ['"']
     for byte in data:
@@ -40,7 +40,7 @@ def _string_literal(text: str | bytes) -> str:
         elif 0x20 <= byte < 0x7F or (byte >= 0x80 and isinstance(text, str)):
             out.append(chr(byte))
         else:
-            out.append("\\x%04x" % byte)  # the lexer reads up to four hex digits
+            out.append(f"\\x{byte:04x}")  # the lexer reads up to four hex digits
     out.append('"')
     joined = "".join(out)
     if isinstance(text, str):
@@ -95,6 +95,51 @@ def to_squirrel(value: Any) -> Any:
     return value  # a handle: opaque userdata to Squirrel, only passed back to natives
 
 
+TABLE_MARK, ARRAY_MARK, ESCAPED_MARK, FOREIGN_MARK = "\x01T", "\x01A", "\x01S", "\x01X"
+
+
+class Foreign:
+    """A Squirrel value with no Python counterpart (a function, class, instance ...), by its
+    ``typeof`` name, so codecs can name it in their errors."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return f"<squirrel {self.kind}>"
+
+
+def from_tokens(tokens: Sequence[Any], start: int = 0) -> tuple[Any, int]:
+    """Rebuild a value the prelude's ``__flat`` spread over call arguments; (value, next)."""
+    token = tokens[start]
+    if type(token) is not str or not token.startswith("\x01"):
+        return token, start + 1
+    mark = token[:2]
+    if mark == TABLE_MARK:
+        table: dict[Any, Any] = {}
+        position = start + 2
+        for _ in range(tokens[start + 1]):
+            key, position = from_tokens(tokens, position)
+            table[key], position = from_tokens(tokens, position)
+        return table, position
+    if mark == ARRAY_MARK:
+        items = []
+        position = start + 2
+        for _ in range(tokens[start + 1]):
+            item, position = from_tokens(tokens, position)
+            items.append(item)
+        return items, position
+    if mark == BLOB_MARK:
+        return bytes.fromhex(token[2:]), start + 1
+    if mark == ESCAPED_MARK:
+        return token[2:], start + 1
+    if mark == FOREIGN_MARK:
+        return Foreign(token[2:]), start + 1
+    return token, start + 1
+
+
 def to_python(value: Any) -> Any:
     """A value from the VM as plain Python: tables to dicts, arrays to lists, a blob marker to
     bytes."""
@@ -102,7 +147,8 @@ def to_python(value: Any) -> Any:
     if kind is str:
         return bytes.fromhex(value[2:]) if value.startswith(BLOB_MARK) else value
     if kind is _SQTable:
-        return {key: to_python(value[key]) for key in value.keys()}
+        # (a VM table proxy: it iterates only through keys())
+        return {key: to_python(value[key]) for key in value.keys()}  # noqa: SIM118
     if kind is _SQArray:
         return [to_python(item) for item in value]
     return value

@@ -46,7 +46,8 @@ def env_for(settings: dict[str, object]) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_example_renews_its_token_and_handles_c2d_on_the_standin(example: str, standin: StandinTarget) -> None:
+def test_example_renews_its_token_and_handles_c2d_on_the_standin(
+        example: str, standin: StandinTarget) -> None:
     device = standin.device()
     hub = standin.hub
     # queued at the hub until the device subscribes; the first one is abandoned once

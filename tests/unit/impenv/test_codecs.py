@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pytest
@@ -45,7 +46,7 @@ def test_jsonencode(value: Any, settings: dict[str, Any] | None, expected: str) 
 ])
 def test_jsonencode_refuses_what_imp_refused(value: Any, error: type[Exception],
                                              names: str) -> None:
-    with pytest.raises(error, match=names.replace("$", r"\$").replace("[", r"\[")):
+    with pytest.raises(error, match=re.escape(names)):
         jsonencode(value)
 
 
@@ -67,7 +68,7 @@ def test_jsondecode(text: str, expected: Any) -> None:
 
 @pytest.mark.parametrize("text", ["{", "[1,]", "NaN", "{'a': 1}", ""])
 def test_jsondecode_names_the_position_of_bad_json(text: str) -> None:
-    with pytest.raises(ValueError, match="jsondecode: .* line 1 column"):
+    with pytest.raises(ValueError, match=r"jsondecode: .* line 1 column"):
         jsondecode(text)
 
 
@@ -129,6 +130,7 @@ def test_crypto_vectors(name: str, args: tuple[str, ...], hexdigest: str) -> Non
 
 
 def test_crypto_takes_bytes_and_names_a_wrong_argument() -> None:
-    assert coding.hmacsha256(b"data", b"\x00\xff") == coding.hmacsha256(b"data", bytearray(b"\x00\xff"))
+    assert coding.hmacsha256(b"data", b"\x00\xff") == \
+        coding.hmacsha256(b"data", bytearray(b"\x00\xff"))
     with pytest.raises(TypeError, match="key must be a string or blob"):
         coding.hmacsha256("data", 5)  # type: ignore[arg-type]

@@ -38,7 +38,7 @@ def test_a_failed_save_leaves_the_previous_table(tmp_path: Path) -> None:
     storage.save({"v": 1})
     with pytest.raises(TypeError, match="blob"):
         storage.save({"v": b"\x00"})
-    with pytest.raises(ValueError, match="more than 65536 bytes"):
+    with pytest.raises(ValueError, match=r"more than 65536 bytes"):
         storage.save({"v": "x" * 70000})
     assert storage.load() == {"v": 1}
     assert sorted(os.listdir(tmp_path)) == ["agent.json"]
@@ -49,7 +49,7 @@ def test_save_wants_a_table_and_load_names_a_corrupt_file(tmp_path: Path) -> Non
         Storage(None).save([1, 2])  # type: ignore[arg-type]
     path = tmp_path / "agent.json"
     path.write_text("{not json")
-    with pytest.raises(ValueError, match="agent.json is not a saved table"):
+    with pytest.raises(ValueError, match=r"agent\.json is not a saved table"):
         Storage(path).load()
 
 
@@ -141,6 +141,6 @@ def test_a_request_is_sent_once_and_arguments_are_checked(server_url: str) -> No
         http.get("ftp://127.0.0.1/")
     with pytest.raises(TypeError, match="callback must be a function"):
         http.get(f"{server_url}/x").sendasync(None)  # type: ignore[arg-type]
-    with pytest.raises(NotImplementedError, match="http.onrequest is not supported"):
+    with pytest.raises(NotImplementedError, match=r"http\.onrequest is not supported"):
         http.onrequest(lambda req, resp: None)
     agent.close()

@@ -15,11 +15,11 @@ import pytest
 
 pytest.importorskip("squirrel", reason="the embedded Squirrel VM (the [squirrel] extra)")
 
-from bridge.agent import Agent  # noqa: E402
-from bridge.impenv import make_env  # noqa: E402
-from bridge.settings import Settings  # noqa: E402
-from bridge.squirrel.vm.engine import SquirrelVM  # noqa: E402
-from bridge.squirrel.vm.errors import SquirrelCompileError, SquirrelRuntimeError  # noqa: E402
+from bridge.agent import Agent
+from bridge.impenv import make_env
+from bridge.settings import Settings
+from bridge.squirrel.vm.engine import SquirrelVM
+from bridge.squirrel.vm.errors import SquirrelCompileError, SquirrelRuntimeError
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -77,8 +77,11 @@ function onEvent(event, detail) {
         });
     else if (event == "RECEIVER_OPEN") sender = session.opensender("/q/vm", onEvent);
     else if (event == "SENDER_OPEN") {
-        local message = amqp.createbinarymessage("hi\\x0000there", {seq = 7, alert = true, f = 2.5});
-        sender.createtransfer(message).sendasync(function() { server.log("confirmed " + sender.isopen()); });
+        local message = amqp.createbinarymessage("hi\\x0000there",
+                                                 {seq = 7, alert = true, f = 2.5});
+        sender.createtransfer(message).sendasync(function() {
+            server.log("confirmed " + sender.isopen());
+        });
     }
 }
 conn = amqp.openconnection("amqps://vm.example", onEvent);
@@ -140,7 +143,8 @@ def test_a_compile_error_in_a_required_library_names_the_library() -> None:
 
 def test_a_runtime_error_names_the_line_and_the_frames() -> None:
     agent, vm = make_vm()
-    source = "function inner(t) {\n  return t.missing;\n}\nfunction outer() { local r = inner({}); return r; }\nouter();\n"
+    source = ("function inner(t) {\n  return t.missing;\n}\n"
+              "function outer() { local r = inner({}); return r; }\nouter();\n")
     with pytest.raises(SquirrelRuntimeError) as caught:
         load(vm, source)
     error = caught.value
@@ -182,7 +186,7 @@ try { imp.wakeup(-1, function() {}); } catch (e) { server.log("5: " + e); }
     agent.close()
     messages = lines.messages()
     assert messages[0].startswith("1: url must be str")
-    assert messages[1].startswith("2: jsonencode: $.a is an instance (or blob)")
+    assert messages[1].startswith("2: jsonencode: $.a is a blob (base64-encode it first)")
     assert messages[2].startswith("3: device.send is not supported")
     assert messages[3].startswith("4: jsondecode:")
     assert messages[4] == "5: seconds must not be negative"
@@ -192,8 +196,10 @@ def test_values_cross_the_boundary_with_their_squirrel_types(lines: Lines) -> No
     agent, vm = make_vm(NAME="dev1", COUNT="5")
     load(vm, r"""
 local d = http.jsondecode("{\"a\": [1, 2.5, true, null, \"x\"], \"b\": {\"c\": false}}");
-server.log(typeof d + " " + typeof d.a + " " + typeof d.a[2] + " " + typeof d.b.c + " " + d.a.len());
-server.log(http.jsonencode(d.b) + " " + imp.configparams.NAME + " " + imp.configparams.COUNT.tointeger());
+server.log(typeof d + " " + typeof d.a + " " + typeof d.a[2] + " " + typeof d.b.c + " "
+           + d.a.len());
+server.log(http.jsonencode(d.b) + " " + imp.configparams.NAME + " "
+           + imp.configparams.COUNT.tointeger());
 local h = http.hash.hmacsha256("what do ya want for nothing?", "Jefe");
 server.log(typeof h + " " + h.len() + " " + http.base64encode(h));
 local b = http.base64decode("AAEC/w==");
@@ -225,7 +231,8 @@ def test_host_access_is_not_bound() -> None:
 def test_storage_round_trip_across_vms(tmp_path: Path, lines: Lines) -> None:
     path = tmp_path / "agent.json"
     for source in ('server.save({n = 3, tags = ["a"], ok = true});',
-                   'local t = server.load(); server.log(t.n + " " + t.tags[0] + " " + typeof t.ok);'):
+                   'local t = server.load();\n'
+                   'server.log(t.n + " " + t.tags[0] + " " + typeof t.ok);'):
         agent = Agent(Settings(backend="memory", agent_id="storage"))
         vm = SquirrelVM(agent, make_env(agent, path))
         load(vm, source)
@@ -274,3 +281,29 @@ def test_bridge_run_names_the_missing_vm_extra(tmp_path: Path,
     with pytest.raises(nut.EngineUnavailable, match=r"amqp-mqtt-bridge\[squirrel\]"):
         nut.choose_engine("vm")
     assert nut.choose_engine("auto") == "translate"
+
+
+@pytest.mark.parametrize(("expression", "expected"), [
+    ('{a = 1}', '{ "a": 1 }'),
+    ('[1, 2.5, true, null, "x"]', '[ 1, 2.5, true, null, "x" ]'),
+    ('{n = {m = []}, e = {}}', None),  # order is the table's: checked against the bridge's
+    ('"q\\"b\\\\s\\n\\t\\x0001"', '"q\\"b\\\\s\\n\\t\\u0001"'),
+    ('"h\u00e9"', '"h\u00e9"'),
+    ('20.1', '20.1'),
+    ('1e20', '1e+20'),
+])
+def test_jsonencode_in_squirrel_matches_the_bridges_encoder(expression: str,
+                                                            expected: str | None,
+                                                            lines: Lines) -> None:
+    agent, vm = make_vm()
+    load(vm, f"local v = {expression};\nserver.log(http.jsonencode(v));\n"
+             "server.log(http.jsonencode(v, {compact = true}));\n"
+             "local args = [0, false]; __flat(v, args);\n"
+             "server.log(__r(__callv(\"jsonencode\", args)));\n")
+    agent.close()
+    fast, compact, bridge_encoder = lines.messages()
+    assert fast == bridge_encoder
+    if expected is not None:
+        assert fast == expected
+    assert compact == fast.replace(": ", ":").replace(", ", ",").replace("{ ", "{") \
+        .replace(" }", "}").replace("[ ", "[").replace(" ]", "]")
