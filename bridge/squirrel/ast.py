@@ -50,9 +50,14 @@ class Null(Node):
 
 @dataclass(slots=True)
 class Identifier(Node):
-    """A bare name: a local, an outer local, a slot of ``this``, a constant or a root slot."""
+    """A bare name, resolved as the 3.0.5 compiler resolves it, in this order: ``scope`` is
+    ``"local"`` (a local or parameter of the enclosing function), ``"outer"`` (a local of an
+    enclosing function: a closure variable, readable and assignable), ``"const"`` (a ``const``
+    or ``enum`` declared earlier in the file), or ``""``: looked up at run time in ``this``
+    (so ``member = x`` in a method writes the instance slot), then in the root table."""
 
     name: str
+    scope: str = ""
 
 
 @dataclass(slots=True)
@@ -244,7 +249,10 @@ class LocalDecl(Node):
 
 @dataclass(slots=True)
 class LocalFunction(Node):
-    """``local function name(…) {…}``: the local exists inside its own body (recursion)."""
+    """``local function name(…) {…}``. As in Squirrel 3.0.5 the local is declared *after* the
+    body is compiled: inside its own body ``name`` is not this local (it resolves through
+    ``this`` / the root table), so ``local function f() { f() }`` fails at run time with
+    "the index 'f' does not exist" unless such a slot exists."""
 
     name: str
     function: FunctionExpr

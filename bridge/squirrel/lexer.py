@@ -10,7 +10,8 @@ It follows the reference lexer (sqlexer.cpp, Squirrel 3.0.5) where behaviour is 
 - ``'a'`` is the integer code of one character (escapes allowed).
 - Integers: decimal, ``0x`` hex (at most 8 digits; ``0x`` alone is 0), ``0`` + octal digits. Their
   value is what the VM stores: wrapped to a signed 32-bit integer (``0xFFFFFFFF`` is -1).
-- Floats: ``1.5``, ``3.``, ``1e3``, ``2.5E-4``.
+- Floats: ``1.5``, ``3.``, ``1e3``, ``2.5E-4``; like the reference lexer, digits, dots and
+  exponents run on (``1.5.x`` is the float ``1.5.`` and the name ``x``, an error to the parser).
 - ``</`` and ``/>`` are always the attribute brackets, exactly as in the reference lexer.
 """
 
@@ -45,7 +46,7 @@ _MASTER = re.compile(
     |(?P<char>'(?:[^'\\\r\n]|\\[^\r\n])*')
     |(?P<hex>0[xX][0-9a-fA-F]*)
     |(?P<octal>0[0-7]+)
-    |(?P<number>[0-9]+(?P<fraction>\.[0-9]*)?(?P<exponent>[eE][+-]?[0-9]+)?)
+    |(?P<number>[0-9](?:[0-9.]|[eE][+-]?(?=[0-9]))*)
     |(?P<ident>[A-Za-z_][A-Za-z0-9_]*)
     |(?P<bad>/\*|@"|\.\.(?!\.))
     |(?P<op>""" + _OPERATOR_PATTERN + r""")
@@ -56,6 +57,9 @@ _ESCAPES = {"t": "\t", "a": "\a", "b": "\b", "n": "\n", "r": "\r", "v": "\v", "f
             "0": "\0", "\\": "\\", '"': '"', "'": "'"}
 _ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{1,4}|.)", re.DOTALL)
 _REQUIRE = re.compile(r"#require\b")
+# What strtod() takes from the front of a number's text (the VM reads `1.5.` whole, then
+# converts the longest valid prefix: 1.5)
+_FLOAT_PREFIX = re.compile(r"[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?")
 
 
 def wrap32(value: int) -> int:
@@ -110,7 +114,8 @@ class _Lexer:
         append = tokens.append
         newline = False
         last_token_line = 0
-        pos = 0
+        pos = 1 if source.startswith("\ufeff") else 0  # a UTF-8 byte order mark
+        self.line_start = pos
         end = len(source)
         match_at = _MASTER.match
         while pos < end:
@@ -187,11 +192,14 @@ class _Lexer:
             if after < len(self.source) and self.source[after].isdigit():
                 raise self.error(pos, "invalid octal number")
             return Token(INT, wrap32(int(text, 8)), line, column, newline, text)
-        # decimal integer or float
+        # decimal integer or float, read as the reference lexer does: digits, dots and
+        # exponents in any order ("1.5." is one token), valued by its longest float prefix
         if after < len(self.source) and self.source[after] in "eE":
             raise self.error(after, "exponent expected")
-        if match.group("fraction") is not None or match.group("exponent") is not None:
-            return Token(FLOAT, float(text), line, column, newline, text)
+        if "." in text or "e" in text or "E" in text:
+            prefix = _FLOAT_PREFIX.match(text)
+            assert prefix is not None  # the token starts with a digit
+            return Token(FLOAT, float(prefix.group()), line, column, newline, text)
         return Token(INT, wrap32(int(text)), line, column, newline, text)
 
     def unlexable(self, pos: int) -> SquirrelSyntaxError:

@@ -36,6 +36,13 @@ _SETTABLE = (*_ASSIGNABLE, ast.This)  # `this = x` compiles in 3.0.5 (and fails 
 
 
 
+def _constant(target: ast.Node) -> bool:
+    """A const, or a member of an enum (``E.A``): the compiler folds both into values."""
+    if isinstance(target, (ast.Member, ast.Index)):
+        target = target.obj
+    return isinstance(target, ast.Identifier) and target.scope == "const"
+
+
 class ExpressionParser:
     """Token plumbing, scopes and every expression; :mod:`bridge.squirrel.parser` adds the
     statements (function bodies need them, hence the abstract :meth:`statement`)."""
@@ -47,9 +54,11 @@ class ExpressionParser:
         self.tok = tokens[0]
         self.prev_kind = ""  # kind of the last consumed token
         self.context: list[str] = []  # the constructs being read, for error messages
-        self.scopes: list[list[set[str]]] = [[set()]]  # per function: its block scopes
+        self.scopes: list[list[set[str]]] = [[{"vargv"}]]  # per function: its block scopes
         self.jumps: list[list[int]] = [[0, 0]]  # per function: [loops, switches] enclosing
         self.parenthesized: ast.Node | None = None  # the last expression read inside ( )
+        self.constants: set[str] = set()  # const and enum names declared so far
+        self.enums: dict[str, set[str]] = {}  # enums of this file -> their member names
 
     # --- token plumbing ---------------------------------------------------------------------
 
@@ -98,6 +107,14 @@ class ExpressionParser:
     def is_local(self, name: str) -> bool:
         return any(name in block for function in self.scopes for block in function)
 
+    def scope_of(self, name: str) -> str:
+        """``local``, ``outer``, ``const`` or "" (this, then root): see ast.Identifier."""
+        if any(name in block for block in self.scopes[-1]):
+            return "local"
+        if any(name in block for function in self.scopes[:-1] for block in function):
+            return "outer"
+        return "const" if name in self.constants else ""
+
     def push_block(self) -> None:
         self.scopes[-1].append(set())
 
@@ -142,6 +159,10 @@ class ExpressionParser:
         if target is self.parenthesized or not isinstance(
                 target, _SETTABLE if op.kind == "=" else _ASSIGNABLE):
             raise self.error(f"can't assign expression (left of {op.kind!r})", op)
+        if isinstance(target, (ast.Member, ast.Index)) and isinstance(target.obj, ast.Base):
+            raise self.error(f"can't modify a slot of 'base' (left of {op.kind!r})", op)
+        if _constant(target):
+            raise self.error(f"can't assign to a constant (left of {op.kind!r})", op)
         if op.kind == "<-" and isinstance(target, ast.Identifier) and self.is_local(target.name):
             raise self.error(f"can't 'create' a local slot ({target.name!r} is a local; "
                              f"use '=')", op)
@@ -185,7 +206,8 @@ class ExpressionParser:
             elif kind in ("++", "--") and not tok.newline_before:
                 self.check_assignable(node, tok)
                 self.next()
-                node = ast.IncDec(kind, False, node, **self.pos_of(tok))
+                # nothing may follow a postfix ++/-- (3.0.5: `a++.b`, `a--[0]` do not compile)
+                return ast.IncDec(kind, False, node, **self.pos_of(tok))
             else:
                 return node
 
@@ -208,7 +230,11 @@ class ExpressionParser:
         where = self.pos_of(tok)
         if kind == IDENT:
             self.next()
-            return ast.Identifier(str(tok.value), **where)
+            name = str(tok.value)
+            scope = self.scope_of(name)
+            if scope == "const" and name in self.enums:
+                return self.enum_member(name, where)
+            return ast.Identifier(name, scope, **where)
         if kind == INT:
             self.next()
             return ast.Integer(tok.value, **where)  # type: ignore[arg-type]
@@ -273,12 +299,25 @@ class ExpressionParser:
         if kind == "delete":
             self.next()
             target = self.postfix()
+            if isinstance(target, (ast.Member, ast.Index)) and isinstance(target.obj, ast.Base):
+                raise self.error("can't delete a slot of 'base'", tok)
+            if _constant(target):
+                raise self.error("can't delete a constant", tok)
             if target is self.parenthesized or not isinstance(target, _ASSIGNABLE) or (
                     isinstance(target, ast.Identifier) and self.is_local(target.name)):
                 raise self.error("can't delete an expression (only a slot: a.b, a[k], ::name)",
                                  tok)
             return ast.Delete(target, **where)
         raise self.error(f"expression expected, found {tok.describe()}")
+
+    def enum_member(self, name: str, where: Pos) -> ast.Node:
+        """``E.A``: an enum is only ever read as one of its members (a compile-time value)."""
+        dot = self.expect(".", f"'.' after enum {name} (an enum is used as {name}.MEMBER)")
+        member = self.name(f"a member of enum {name}")
+        if member not in self.enums[name]:
+            raise self.error(f"invalid constant [{name}.{member}]: enum {name} has no member "
+                             f"{member!r}", self.tokens[self.pos - 1])
+        return ast.Member(ast.Identifier(name, "const", **where), member, **self.pos_of(dot))
 
     def array_literal(self) -> ast.Node:
         where = self.pos_of(self.next())
@@ -385,7 +424,8 @@ class ExpressionParser:
                             "lambda" if is_lambda else "anonymous function")
         self.expect("(")
         params, varargs = self.parameters()
-        self.scopes.append([{p.name for p in params} | {"this", "vargv"}])
+        # 3.0.5 gives every function a `vargv` local (an empty array without `...`)
+        self.scopes.append([{p.name for p in params} | {"vargv"}])
         self.jumps.append([0, 0])
         body = self.expression() if is_lambda else self.statement()
         self.jumps.pop()

@@ -7,6 +7,8 @@ against the real VM in the tests:
 - a statement ends at ``;``, a line break, ``}`` or the end of the file; after a statement that
   ends with ``}`` or ``;`` nothing more is needed (``if (x) {} y()`` on one line is still an
   error, as in the VM: the then-branch must end before anything but ``else``);
+- after an ``else`` branch that does not end with ``}`` the statement must end there too, and
+  ``const`` ends its own statement (both as the 3.0.5 compiler does);
 - commas are optional between call arguments, array items, table slots and enum members;
 - ``x\\n[1]`` is an error and ``x\\n++`` is not a postfix increment;
 - ``in`` and ``instanceof`` bind like ``<``; ``&&`` binds tighter than ``||``; ``typeof``, ``!``,
@@ -16,6 +18,8 @@ against the real VM in the tests:
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from bridge.squirrel import ast
 from bridge.squirrel.lexer import lex, wrap32
@@ -83,6 +87,8 @@ class _Parser(ExpressionParser):
         if self.tok.kind == "else":
             self.next()
             otherwise = self.scoped_statement()
+            if self.prev_kind != "}":  # 3.0.5: `if (a) b() else if (c) d() else e(); f()` fails
+                self.optional_semicolon()
         self.context.pop()
         return ast.If(test, then, otherwise, **where)
 
@@ -186,8 +192,10 @@ class _Parser(ExpressionParser):
         if self.tok.kind == "function":
             self.next()
             name = self.name("the function's name")
-            self.declare(name)  # visible in its own body: local function f() { f() }
-            return ast.LocalFunction(name, self.function_rest(name, where), **where)
+            function = self.function_rest(name, where)
+            # declared after its body, as 3.0.5 does: inside, `name` is not this local
+            self.declare(name)
+            return ast.LocalFunction(name, function, **where)
         self.context.append("local declaration")
         names: list[ast.LocalVar] = []
         while True:
@@ -235,8 +243,9 @@ class _Parser(ExpressionParser):
             at = self.pos_of(self.next())
             target = ast.RootAccess(self.name("the class name"), **at)
         else:
-            target = ast.Identifier(self.name("the class name"), **self.pos_of(self.tokens[
-                self.pos - 1]))
+            at = self.pos_of(self.tok)
+            name = self.name("the class name")
+            target = ast.Identifier(name, self.scope_of(name), **at)
         while self.tok.kind == ".":
             at = self.pos_of(self.next())
             target = ast.Member(target, self.name("a name after '.'"), **at)
@@ -265,6 +274,8 @@ class _Parser(ExpressionParser):
                 self.next()
         self.next()
         self.context.pop()
+        self.constants.add(name)
+        self.enums[name] = {m.name for m in members}
         return ast.EnumDecl(name, members, **where)
 
     def const_statement(self) -> ast.Node:
@@ -273,7 +284,9 @@ class _Parser(ExpressionParser):
         self.context.append(f"const {name}")
         self.expect("=")
         value = self.scalar()
+        self.optional_semicolon()  # its own, as in 3.0.5: `try const K = 1 catch …` fails
         self.context.pop()
+        self.constants.add(name)
         return ast.ConstDecl(name, value, **where)
 
     def scalar(self) -> ast.Node:
@@ -330,12 +343,29 @@ _STATEMENTS = {
 }
 
 
-def parse(source: str, file: str = "<string>") -> ast.Program:
-    """The tree of ``source``; SquirrelSyntaxError naming file:line:column and the construct."""
+def parse(source: str, file: str = "<string>", *,
+          constants: Iterable[str] = ()) -> ast.Program:
+    """The tree of ``source``; SquirrelSyntaxError naming file:line:column and the construct.
+
+    ``constants``: ``const``/``enum`` names declared by files compiled before this one (the
+    libraries it ``#require``s, see `declared_constants`): the VM keeps one constant table, so
+    their names resolve as constants here too (``Identifier.scope == "const"``).
+    """
     lexed = lex(source, file)
-    program = _Parser(lexed.tokens, file).program()
+    parser = _Parser(lexed.tokens, file)
+    parser.constants.update(constants)
+    try:
+        program = parser.program()
+    except RecursionError:
+        raise parser.error("expressions or blocks nested too deeply") from None
     program.comments = lexed.comments
     return program
+
+
+def declared_constants(program: ast.Program) -> set[str]:
+    """The ``const`` and ``enum`` names a file declares at any depth (they are global)."""
+    return {node.name for node in ast.walk(program)
+            if isinstance(node, (ast.ConstDecl, ast.EnumDecl))}
 
 
 def parse_expression(source: str, file: str = "<string>") -> ast.Node:
@@ -347,4 +377,4 @@ def parse_expression(source: str, file: str = "<string>") -> ast.Node:
     return node
 
 
-__all__ = ["PRECEDENCE", "parse", "parse_expression"]
+__all__ = ["PRECEDENCE", "declared_constants", "parse", "parse_expression"]

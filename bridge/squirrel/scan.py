@@ -97,8 +97,11 @@ class ScanReport:
         self.requires += other.requires
 
 
-def expr_text(node: ast.Node) -> str:
+def expr_text(node: ast.Node, depth: int = 0) -> str:
     """A short source-like rendering of an expression, for placeholders and details."""
+    if depth > 12:
+        return "…"
+    depth += 1
     match node:
         case ast.Identifier(name=name):
             return name
@@ -107,11 +110,11 @@ def expr_text(node: ast.Node) -> str:
         case ast.This():
             return "this"
         case ast.Member(obj=obj, name=name):
-            return f"{expr_text(obj)}.{name}"
+            return f"{expr_text(obj, depth)}.{name}"
         case ast.Index(obj=obj, key=key):
-            return f"{expr_text(obj)}[{expr_text(key)}]"
+            return f"{expr_text(obj, depth)}[{expr_text(key, depth)}]"
         case ast.Call(callee=callee, args=args):
-            return f"{expr_text(callee)}({', '.join(expr_text(a) for a in args)})"
+            return f"{expr_text(callee, depth)}({', '.join(expr_text(a, depth) for a in args)})"
         case ast.String(value=value):
             return '"' + value.replace('"', '\\"') + '"'
         case ast.Integer(value=value) | ast.Float(value=value):
@@ -121,11 +124,11 @@ def expr_text(node: ast.Node) -> str:
         case ast.Null():
             return "null"
         case ast.Binary(op=op, left=left, right=right):
-            return f"{expr_text(left)} {op} {expr_text(right)}"
+            return f"{expr_text(left, depth)} {op} {expr_text(right, depth)}"
         case ast.FunctionExpr(name=name):
             return f"function {name}" if name else "function"
         case ast.TableLiteral(slots=slots):
-            return "{" + ", ".join(f"{_key(s)}: {expr_text(s.value)}" for s in slots) + "}"
+            return "{" + ", ".join(f"{_key(s)}: {expr_text(s.value, depth)}" for s in slots) + "}"
     return type(node).__name__.lower()
 
 
@@ -152,14 +155,20 @@ class _FileScan:
     # --- static text of a run-time expression --------------------------------------------
 
     def parts(self, node: ast.Node, depth: int = 0) -> list[str | ast.Node]:
-        if depth > 8:
+        if depth > 16:
             return [node]
         if isinstance(node, ast.String):
             return [node.value]
         if isinstance(node, (ast.Integer, ast.Float)):
             return [str(node.value)]
         if isinstance(node, ast.Binary) and node.op == "+":
-            return self.parts(node.left, depth + 1) + self.parts(node.right, depth + 1)
+            operands = []  # a + b + c is left-deep: walk its spine without recursing
+            while isinstance(node, ast.Binary) and node.op == "+":
+                operands.append(node.right)
+                node = node.left
+            operands.append(node)
+            return [part for operand in reversed(operands)
+                    for part in self.parts(operand, depth + 1)]
         if isinstance(node, ast.Identifier) and len(self.defs.get(node.name, ())) == 1:
             return self.parts(self.defs[node.name][0], depth + 1)
         if (isinstance(node, ast.Call) and isinstance(node.callee, ast.Identifier)
@@ -204,6 +213,8 @@ class _FileScan:
                     self.event(side)
             elif isinstance(node, ast.SwitchCase) and node.test is not None:
                 self.event(node.test)
+            elif isinstance(node, ast.TableSlot):  # { SENDER_OPEN = handler }: a dispatch table
+                self.event(node.key)
         self.report.amqp.sort(key=lambda s: (s.line, s.column))
         self.report.apis.sort(key=lambda s: (s.line, s.column))
         return self.report

@@ -42,7 +42,9 @@ LITERALS = [
     ('@"verbatim \\n ""quoted"""', [(STRING, 'verbatim \\n "quoted"')]),
     ('@"two\nlines"', [(STRING, "two\nlines")]),
     ("name _x x1 __LINE__", [(IDENT, "name"), (IDENT, "_x"), (IDENT, "x1"), (IDENT, "__LINE__")]),
-    ("1.5.x", [(FLOAT, 1.5), (".", None), (IDENT, "x")]),
+    ("1.5.x", [(FLOAT, 1.5), (IDENT, "x")]),  # the reference lexer reads "1.5." whole
+    ("1.2.3", [(FLOAT, 1.2)]),
+    ("1e3.5", [(FLOAT, 1000.0)]),
     ("a.b", [(IDENT, "a"), (".", None), (IDENT, "b")]),
 ]
 
@@ -155,3 +157,8 @@ def test_errors(source: str, line: int, column: int, needle: str) -> None:
 ])
 def test_wrap32(value: int, expected: int) -> None:
     assert wrap32(value) == expected
+
+
+def test_byte_order_mark_is_skipped() -> None:
+    tokens = tokenize("\ufefflocal a", "bom.nut")
+    assert [(t.kind, t.line, t.column) for t in tokens[:2]] == [("local", 1, 1), (IDENT, 1, 7)]

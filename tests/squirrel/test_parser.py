@@ -6,7 +6,7 @@ import pytest
 
 from bridge.squirrel import ast
 from bridge.squirrel.errors import SquirrelSyntaxError
-from bridge.squirrel.parser import parse, parse_expression
+from bridge.squirrel.parser import declared_constants, parse, parse_expression
 from tests.squirrel.sexp import sx
 
 EXPRESSIONS = [
@@ -227,3 +227,47 @@ def test_syntax_errors(source: str, line: int, column: int, needle: str,
     assert needle in text
     if construct is not None:
         assert info.value.construct == construct and f"(in {construct})" in text
+
+
+def test_deep_nesting_is_a_syntax_error_not_a_crash() -> None:
+    with pytest.raises(SquirrelSyntaxError, match="nested too deeply"):
+        parse("local x = " + "(" * 2000 + "1" + ")" * 2000, "deep.nut")
+    long_chain = "local s = " + " + ".join(['"a"'] * 5000)
+    assert isinstance(parse(long_chain, "long.nut").body[0], ast.LocalDecl)
+
+
+def test_identifier_scopes_follow_the_compiler() -> None:
+    program = parse("""
+const LIMIT = 3
+enum Colour { Red }
+local top = 1
+function f(param, ...) {
+    local inner = param + top + LIMIT + Colour.Red + vargv.len() + member + ::root
+    local g = function() { inner = 2; return top }
+    foreach (k, v in inner) { v; k }
+    try {} catch (err) { err }
+    local function h() { h }
+    return unknown
+}
+local after = LIMIT
+""", "scopes.nut")
+    seen = [(n.name, n.scope) for n in ast.walk(program) if isinstance(n, ast.Identifier)]
+    assert seen == [
+        ("param", "local"), ("top", "outer"), ("LIMIT", "const"), ("Colour", "const"),
+        ("vargv", "local"), ("member", ""),
+        ("inner", "outer"), ("top", "outer"),
+        ("inner", "local"), ("v", "local"), ("k", "local"),
+        ("err", "local"),
+        ("h", ""),  # a local function is not visible in its own body (3.0.5)
+        ("unknown", ""),
+        ("LIMIT", "const"),
+    ]
+
+
+def test_constants_of_required_libraries() -> None:
+    library = parse("const API = 1\nenum State { On }\nfunction f() { const INNER = 2 }", "l.nut")
+    assert declared_constants(library) == {"API", "State", "INNER"}
+    agent = parse("local x = API + State.On + other", "a.nut",
+                  constants=declared_constants(library))
+    scopes = {n.name: n.scope for n in ast.walk(agent) if isinstance(n, ast.Identifier)}
+    assert scopes == {"API": "const", "State": "const", "other": ""}

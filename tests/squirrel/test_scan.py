@@ -58,6 +58,8 @@ SITES = [
     ('if (event == "SENDER_ERROR") x()', "mqtt", "event", "SENDER_ERROR", "same event", True),
     ('switch (e) { case "CONNECTION_OPEN": break }', "amqp", "event", "CONNECTION_OPEN",
      "same event", True),
+    ("local on = { RECEIVER_OPEN = function(d) {} }", "amqp", "event", "RECEIVER_OPEN",
+     "same event", True),
 ]
 
 
@@ -197,3 +199,12 @@ def test_mqtt_topic_rules_are_applied() -> None:
     report = scan_source('s.opensender("/devices/d1/messages/events")', "e.nut", "mqtt",
                          mqtt_rules=[("/devices/{id}/messages/events", "telemetry/{id}")])
     assert report.amqp[0].becomes == "publishes to topic 'telemetry/d1'"
+
+
+def test_long_concatenations_are_followed_and_bounded() -> None:
+    parts = " + ".join(f'"/p{i}"' for i in range(30))
+    report = scan_source(f"s.opensender({parts} + name)", "f.nut", "amqp")
+    assert report.amqp[0].detail == "".join(f"/p{i}" for i in range(30)) + "{name}"
+    huge = " + ".join(["x"] * 3000)
+    assert scan_source(f"s.opensender({huge})", "g.nut", "amqp").amqp[0].detail.count("{x}") \
+        == 3000

@@ -1,8 +1,13 @@
 function add(x, y = 1) {
     return x + y;
 }
-local function fact(n) {
+// A local function is not visible in its own body in Squirrel 3.0.5: recursion goes through a
+// root-table function instead.
+function fact(n) {
     return n <= 1 ? 1 : n * fact(n - 1);
+}
+local function twice(n) {
+    return n * 2;
 }
 function sum(...) {
     local total = 0;
