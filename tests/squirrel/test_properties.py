@@ -25,6 +25,7 @@ def _int_literal(value: int) -> str:
     return f"({value})" if value != -2**31 else "(-2147483647 - 1)"
 
 
+NUMBER = st.one_of(INT32.map(_int_literal), EDGE_INTS.map(_int_literal), SMALL_FLOATS)
 LEAF = st.one_of(INT32.map(_int_literal), EDGE_INTS.map(_int_literal), SMALL_FLOATS, STRINGS,
                  OTHERS)
 BINARY = ["+", "-", "*", "&", "|", "^", "<<", ">>", ">>>", "<=>", "==", "!=", "<", "<=", ">",
@@ -40,8 +41,10 @@ def _expressions() -> st.SearchStrategy[str]:
         return st.one_of(
             st.tuples(inner, st.sampled_from(BINARY), inner).map(
                 lambda t: f"({t[0]} {t[1]} {t[2]})"),
-            st.tuples(inner, st.sampled_from(["/", "%"]), DIVISOR).map(
-                lambda t: f"({t[0]} {t[1]} {t[2]})"),
+            st.tuples(inner, DIVISOR).map(lambda t: f"({t[0]} / {t[1]})"),
+            # % only between numbers: on anything else the VM leaves the result register
+            # unwritten (whatever it held before), which no translation can reproduce
+            st.tuples(NUMBER, DIVISOR).map(lambda t: f"({t[0]} % {t[1]})"),
             st.tuples(st.sampled_from(["-", "!", "~"]), inner).map(lambda t: f"({t[0]} {t[1]})"),
             st.tuples(inner, inner, inner).map(lambda t: f"({t[0]} ? {t[1]} : {t[2]})"),
             inner.map(lambda e: f"(typeof {e})"),
