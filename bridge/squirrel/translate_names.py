@@ -437,7 +437,15 @@ class Resolver:
         if isinstance(node, ast.Identifier):
             self.identifier(node)
         elif isinstance(node, ast.Assign):
-            self.expr(node.value)
+            owner = None
+            if node.op == "<-" and isinstance(node.target, ast.Member) \
+                    and isinstance(node.value, ast.FunctionExpr):
+                owner = self.res.class_names.get(_path_of(node.target.obj) or "")
+            if owner is not None:  # `Class.method <- function () {...}`: a method
+                assert isinstance(node.value, ast.FunctionExpr)
+                self.function(node.value, owner)
+            else:
+                self.expr(node.value)
             self.target(node.target, node.op)
             self.note_target(node.target, node.value, node.op)
         elif isinstance(node, ast.IncDec):

@@ -133,7 +133,12 @@ class StmtMixin(EmitterBase):
 
     def assign_stmt(self, node: ast.Assign, bump: str | None = None) -> None:
         target = node.target
-        if isinstance(node.value, ast.FunctionExpr) and node.op in ("=", "<-"):
+        if isinstance(node.value, ast.FunctionExpr) and node.op == "<-" \
+                and self.res.funcs[id(node.value)].cls is not None \
+                and isinstance(target, ast.Member):
+            value = self.fresh(f"_{python_name(target.name)}")
+            self.emit_function(node.value, value, method=True)
+        elif isinstance(node.value, ast.FunctionExpr) and node.op in ("=", "<-"):
             hint = target.name if isinstance(target, (ast.Identifier, ast.Member,
                                                       ast.RootAccess)) else None
             value = self.function_value(node.value, hint)

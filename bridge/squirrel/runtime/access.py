@@ -49,10 +49,12 @@ def index(obj: Any, key: Any) -> Any:
         raise MissingIndex(key)
     if obj is None:
         raise MissingIndex(key)
-    if getattr(obj, "_sq_blob", False) or kind is RootTable:
+    if getattr(type(obj), "_sq_blob", False) or kind is RootTable:
         return obj[key]
     if type(key) is str:
         return getattr(obj, key)
+    if isinstance(obj, Instance):
+        return obj._sq_get(key)
     raise MissingIndex(key)
 
 
@@ -69,7 +71,7 @@ def set_index(obj: Any, key: Any, value: Any) -> Any:
             raise MissingIndex(key)
         dict.__setitem__(obj, key, value)
         return value
-    if getattr(obj, "_sq_blob", False) or isinstance(obj, (bytearray, RootTable)):
+    if getattr(type(obj), "_sq_blob", False) or isinstance(obj, (bytearray, RootTable)):
         obj[key] = value
         return value
     if type(key) is str and obj is not None and kind is not str:
@@ -143,18 +145,18 @@ def items(obj: Any) -> Iterator[tuple[Any, Any]]:
     if isinstance(obj, (bytes, bytearray)):
         yield from enumerate(obj)
         return
-    if getattr(obj, "_sq_blob", False):
+    if getattr(type(obj), "_sq_blob", False):
         yield from enumerate(obj.tobytes())
         return
     if isinstance(obj, Instance):
-        names: dict[str, Any] = {}
-        for klass in reversed(type(obj).__mro__):
-            for name in getattr(klass, "_sq_members", ()):
-                names[name] = None
-        for name in obj.__dict__:
-            names[name] = None
-        for name in names:
-            yield name, getattr(obj, name)
+        # Squirrel iterates an instance through its _nexti metamethod only
+        nexti = getattr(type(obj), "_nexti", None)
+        if nexti is None:
+            raise SquirrelError("_nexti failed")
+        key = nexti(obj, None)
+        while key is not None:
+            yield key, index(obj, key)
+            key = nexti(obj, key)
         return
     if isinstance(obj, type) and issubclass(obj, Instance):
         for name in getattr(obj, "_sq_members", ()):
@@ -183,7 +185,7 @@ def clone(obj: Any) -> Any:
         if cloned is not None:
             cloned(twin, obj)
         return twin
-    if isinstance(obj, bytearray) or getattr(obj, "_sq_blob", False):
+    if isinstance(obj, bytearray) or getattr(type(obj), "_sq_blob", False):
         return copy.copy(obj)
     if obj is None or isinstance(obj, (int, float, str, bool)):
         return obj

@@ -107,9 +107,9 @@ def tostring(value: Any) -> str:
             return tostring(custom(value))
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8", "surrogateescape")
-    blob_text = getattr(value, "_sq_tostring", None)
+    blob_text = getattr(type(value), "_sq_tostring", None)
     if blob_text is not None:
-        return str(blob_text())
+        return str(blob_text(value))
     return f"({typeof(value)} : 0x{id(value):08x})"
 
 

@@ -148,12 +148,22 @@ class Instance(metaclass=SquirrelClass):
     __slots__ = ("__dict__", "__weakref__")
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
+        if name.startswith(("__", "_sq_")):  # Python's and the runtime's own probes
             raise AttributeError(name)
+        return self._sq_get(name)
+
+    def _sq_get(self, key: Any) -> Any:
+        """A member that is not there: the ``_get`` metamethod's answer (throwing null from it
+        means "does not exist", as in Squirrel), else the missing-index error."""
         getter = getattr(type(self), "_get", None)
-        if getter is not None:
-            return getter(self, name)
-        raise _missing(name)
+        if getter is None:
+            raise _missing(key)
+        try:
+            return getter(self, key)
+        except SquirrelError as exc:
+            if exc.value is None:
+                raise _missing(key) from None
+            raise
 
     _sq_fields: frozenset[str] = frozenset()
 
