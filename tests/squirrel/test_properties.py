@@ -44,7 +44,9 @@ def _expressions() -> st.SearchStrategy[str]:
             st.tuples(inner, DIVISOR).map(lambda t: f"({t[0]} / {t[1]})"),
             # % only between numbers: on anything else the VM leaves the result register
             # unwritten (whatever it held before), which no translation can reproduce
-            st.tuples(NUMBER, DIVISOR).map(lambda t: f"({t[0]} % {t[1]})"),
+            # (and on a zero divisor, too)
+            st.tuples(NUMBER, DIVISOR.filter(lambda d: d != "0")).map(
+                lambda t: f"({t[0]} % {t[1]})"),
             st.tuples(st.sampled_from(["-", "!", "~"]), inner).map(lambda t: f"({t[0]} {t[1]})"),
             st.tuples(inner, inner, inner).map(lambda t: f"({t[0]} ? {t[1]} : {t[2]})"),
             inner.map(lambda e: f"(typeof {e})"),

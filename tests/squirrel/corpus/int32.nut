@@ -8,7 +8,6 @@ print(7 % 3); print(-7 % 3); print(7 % -3);
 print(1 << 31); print(1 << 32); print(-8 >> 1); print(-8 >>> 1); print(-1 >>> 28);
 print(5 & 3); print(5 | 3); print(5 ^ 3); print(~5);
 local z = 0;
-print(7 % z);
 try { print(1 / z); } catch (e) { print("caught " + e); }
 local i = max; i++; print(i);
 local j = -2147483648; j--; print(j);
