@@ -70,8 +70,10 @@ class ClassMixin(EmitterBase):
                 self.emit_function(value, "__init__", method=True)
             elif isinstance(value, ast.FunctionExpr):
                 if member.static:
-                    self.line("@staticmethod", member.line)
-                self.emit_function(value, name, method=not member.static)
+                    # called as Class.f(), its `this` is the class: a bare static member
+                    # name inside it is self.NAME
+                    self.line("@classmethod", member.line)
+                self.emit_function(value, name, method=True)
             elif isinstance(value, ast.ClassExpr):
                 self.emit_class(value, name, member.line)
             else:
