@@ -12,7 +12,7 @@ from __future__ import annotations
 from bridge.squirrel import ast
 from bridge.squirrel.translate_base import EmitterBase
 from bridge.squirrel.translate_expr import py_string
-from bridge.squirrel.translate_names import python_name
+from bridge.squirrel.translate_names import attribute_ok, python_name
 
 
 class ClassMixin(EmitterBase):
@@ -49,7 +49,7 @@ class ClassMixin(EmitterBase):
                 self.unsupported(member, "a computed class member key")
             assert isinstance(member.key, ast.String)
             name = member.key.value
-            if python_name(name) != name or name.startswith("__"):
+            if not attribute_ok(name) or name.startswith("__"):
                 self.unsupported(member, "a class member with this name", name)
             if member.kind != "constructor":
                 names.append(name)

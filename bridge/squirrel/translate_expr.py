@@ -14,7 +14,13 @@ from typing import Any
 from bridge.squirrel import ast
 from bridge.squirrel import runtime as sq
 from bridge.squirrel.translate_base import EmitterBase
-from bridge.squirrel.translate_names import IMP_GLOBALS, Binding, member_key, python_name
+from bridge.squirrel.translate_names import (
+    IMP_GLOBALS,
+    Binding,
+    attribute_ok,
+    member_key,
+    python_name,
+)
 
 # Python attribute names of dict/list/str: a Squirrel member of one of these names must not
 # meet Python's method (``t.keys`` is the slot "keys", not dict.keys).
@@ -165,7 +171,7 @@ class ExprMixin(EmitterBase):
         obj = self.expr(node.obj)
         if node.name in sq.METHOD_FUNCTIONS:
             return f"sq.method({obj}, {py_string(node.name)})"
-        if node.name in _SHADOWED or python_name(node.name) != node.name \
+        if node.name in _SHADOWED or not attribute_ok(node.name) \
                 or not self.attr_safe(node.obj):
             return f"sq.get({obj}, {py_string(node.name)})"
         return f"{obj}.{node.name}"
@@ -192,7 +198,7 @@ class ExprMixin(EmitterBase):
             obj = self.expr(callee.obj)
             if name in sq.METHOD_FUNCTIONS:
                 return f"sq.{sq.METHOD_FUNCTIONS[name]}({', '.join([obj, *args])})"
-            if name in _SHADOWED or python_name(name) != name:
+            if name in _SHADOWED or not attribute_ok(name):
                 return f"sq.invoke({', '.join([obj, py_string(name), *args])})"
             return f"{obj}.{name}({', '.join(args)})"
         if isinstance(callee, ast.Identifier) and callee.name == "getroottable" \

@@ -26,6 +26,11 @@ RESERVED = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | {
 IMP_GLOBALS = frozenset({"amqp", "imp", "server", "http", "crypto", "agent", "device"})
 
 
+def attribute_ok(name: str) -> bool:
+    """``name`` can be written as a Python attribute (``obj.name``): not a keyword."""
+    return not keyword.iskeyword(name)
+
+
 def python_name(name: str) -> str:
     """A Squirrel identifier as a Python identifier (keywords and reserved names get ``_``)."""
     return name + "_" if name in RESERVED else name
@@ -513,5 +518,15 @@ class Resolver:
                 self.expr(member.value)
 
 
-__all__ = ["IMP_GLOBALS", "RESERVED", "Binding", "ClassInfo", "FuncInfo", "Ref", "Resolution",
-           "Resolver", "python_name"]
+__all__ = [
+    "IMP_GLOBALS",
+    "RESERVED",
+    "Binding",
+    "ClassInfo",
+    "FuncInfo",
+    "Ref",
+    "Resolution",
+    "Resolver",
+    "attribute_ok",
+    "python_name",
+]

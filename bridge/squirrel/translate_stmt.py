@@ -12,7 +12,7 @@ from __future__ import annotations
 from bridge.squirrel import ast
 from bridge.squirrel.translate_base import EmitterBase
 from bridge.squirrel.translate_expr import py_string
-from bridge.squirrel.translate_names import Binding, python_name
+from bridge.squirrel.translate_names import Binding, attribute_ok, python_name
 
 _TERMINATORS = (ast.Break, ast.Return, ast.Throw, ast.Continue)
 _BUMP = {"++": "sq.inc", "--": "sq.dec"}
@@ -182,7 +182,7 @@ class StmtMixin(EmitterBase):
             obj = self.expr(target.obj)
             if newslot:
                 return f"sq.newslot({obj}, {py_string(target.name)}, {value})"
-            if python_name(target.name) != target.name or target.name.startswith("__") \
+            if not attribute_ok(target.name) or target.name.startswith("__") \
                     or not self.attr_safe(target.obj):
                 return f"sq.set_index({obj}, {py_string(target.name)}, {value})"
             return f"{obj}.{target.name} = {value}"
