@@ -26,6 +26,18 @@ RESERVED = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | {
 IMP_GLOBALS = frozenset({"amqp", "imp", "server", "http", "crypto", "agent", "device"})
 
 
+# Squirrel globals whose meaning Python code cannot keep (threads, compiling at run time, the VM's
+# debug and error hooks): using one is a translation error.
+UNSUPPORTED_GLOBALS = {
+    "newthread": "threads (coroutines)", "suspend": "threads (coroutines)",
+    "compilestring": "compiling code at run time", "dofile": "loading code at run time",
+    "loadfile": "loading code at run time", "writeclosuretofile": "bytecode files",
+    "setdebughook": "the VM's debug hook", "enabledebuginfo": "the VM's debug information",
+    "getstackinfos": "the VM's stack information", "seterrorhandler": "the VM's error handler",
+    "setroottable": "replacing the root table", "setconsttable": "replacing the const table",
+}
+
+
 def attribute_ok(name: str) -> bool:
     """``name`` can be written as a Python attribute (``obj.name``): not a keyword."""
     return not keyword.iskeyword(name)
@@ -314,6 +326,8 @@ class Resolver:
         if cls is not None and cls.has_member(node.name):
             self.res.refs[id(node)] = Ref("member")
             return
+        if node.name in UNSUPPORTED_GLOBALS and node.name not in self.res.root_names:
+            self.unsupported(node, UNSUPPORTED_GLOBALS[node.name], node.name)
         self.res.refs[id(node)] = Ref("root")
         self.res.uses_globals.add(node.name)
 

@@ -16,6 +16,8 @@ UNSUPPORTED = [
     ("local g = gen(); resume g;", "resume", (1, 18)),
     ("local t = { f = function() { return this.x; } };", "this outside a class method",
      (1, 37)),
+    ("local co = newthread(function() {});", "threads (coroutines)", (1, 12)),
+    ('local f = compilestring("return 1");', "compiling code at run time", (1, 11)),
 ]
 
 
