@@ -133,6 +133,9 @@ class EmitterBase:
     def attr_safe(self, node: ast.Node) -> bool:
         raise NotImplementedError
 
+    def table_only(self, node: ast.Node) -> bool:
+        raise NotImplementedError
+
     def stmts(self, body: list[ast.Node]) -> None:
         raise NotImplementedError
 

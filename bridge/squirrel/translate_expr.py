@@ -165,12 +165,28 @@ class ExprMixin(EmitterBase):
             return self.res.attr_safe(key)
         return False
 
+    def table_only(self, node: ast.Node) -> bool:
+        """``node`` only ever holds a table (so ``node["name"]`` is its slot, at dict speed)."""
+        if not isinstance(node, (ast.Identifier, ast.RootAccess)):
+            return False
+        ref = self.res.refs.get(id(node))
+        if isinstance(node, ast.Identifier) and ref is not None and ref.kind == "local":
+            return ref.binding is not None and self.res.table_only(ref.binding)
+        if isinstance(node, ast.Identifier) and ref is not None and ref.kind == "member":
+            cls = self.func.method_class()
+            return cls is not None and self.res.table_only(member_key(cls, node.name))
+        if ref is not None and ref.kind == "const":
+            return False
+        return self.res.table_only(("root", node.name))
+
     def member(self, node: ast.Member) -> str:
         if isinstance(node.obj, ast.Base):
             return f"{self.super_ref()}.{python_name(node.name)}"
         obj = self.expr(node.obj)
         if node.name in sq.METHOD_FUNCTIONS:
             return f"sq.method({obj}, {py_string(node.name)})"
+        if self.table_only(node.obj):
+            return f"{obj}[{py_string(node.name)}]"
         if node.name in _SHADOWED or not attribute_ok(node.name) \
                 or not self.attr_safe(node.obj):
             return f"sq.get({obj}, {py_string(node.name)})"

@@ -136,6 +136,10 @@ class Resolution:
         kinds = self.kinds.get(key)
         return kinds is not None and kinds <= ATTR_SAFE_KINDS
 
+    def table_only(self, key: object) -> bool:
+        """Only ever a table (a table literal): its slots read as ``t["name"]``."""
+        return self.kinds.get(key) == {"table"}
+
 
 ATTR_SAFE_KINDS = frozenset({"table", "instance", "class", "null"})
 

@@ -182,6 +182,8 @@ class StmtMixin(EmitterBase):
             obj = self.expr(target.obj)
             if newslot:
                 return f"sq.newslot({obj}, {py_string(target.name)}, {value})"
+            if self.table_only(target.obj):
+                return f"{obj}[{py_string(target.name)}] = {value}"
             if not attribute_ok(target.name) or target.name.startswith("__") \
                     or not self.attr_safe(target.obj):
                 return f"sq.set_index({obj}, {py_string(target.name)}, {value})"

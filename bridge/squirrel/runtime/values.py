@@ -60,16 +60,16 @@ class Table(dict):
     def __missing__(self, key: Any) -> Any:
         raise _missing(key)
 
-    def __getattribute__(self, name: str) -> Any:
-        # A slot wins over dict's own attributes (t.keys is the slot "keys", as in Squirrel);
-        # no exception on the common path, unlike __getattr__ after a failed lookup.
+    def __getattr__(self, name: str) -> Any:
+        # Only after dict's own attributes: Python's machinery (json, copy) keeps C speed;
+        # the translator reads a slot named like a dict attribute with sq.get (t.keys is the
+        # slot "keys", as in Squirrel) and a table-only variable's slots as t["name"].
+        if name.startswith("__"):
+            raise AttributeError(name)
         value = _dict_get(self, name, _ABSENT)
-        if value is not _ABSENT:
-            return value
-        try:  # dict's own attributes, for Python (json, copy ...) and the runtime
-            return object.__getattribute__(self, name)
-        except AttributeError:
-            raise _missing(name) from None
+        if value is _ABSENT:
+            raise _missing(name)
+        return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in self:
