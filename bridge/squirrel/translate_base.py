@@ -78,14 +78,27 @@ class EmitterBase:
 
     # -- comments ---------------------------------------------------------------------------------
     def flush_comments(self, before_line: int) -> None:
-        while self.comments and self.comments[0].line < before_line:
-            comment = self.comments.pop(0)
+        """Write the comments before ``before_line`` (and one opening that line). A comment
+        that ended a line of code (``if (x) { // why``) ends the Python line written for it."""
+        while self.comments:
+            comment = self.comments[0]
+            if not (comment.line < before_line
+                    or (comment.own_line and comment.line == before_line)):
+                break
+            self.comments.pop(0)
+            text = comment.text.strip("\n")
+            if not comment.own_line and "\n" not in text and self.out \
+                    and self.out[-1][2] == comment.line and comment.style != "#require" \
+                    and not self.out[-1][1].lstrip().startswith("#"):
+                indent, code, line = self.out[-1]
+                self.out[-1] = (indent, f"{code}  # {text.strip()}", line)
+                continue
             prefix = "# " if comment.style != "#require" else "# #require "
-            for text in comment.text.strip("\n").splitlines() or [""]:
-                text = text.strip()
+            for piece in text.splitlines() or [""]:
+                piece = piece.strip()
                 if comment.style == "/*":
-                    text = text.lstrip("*").strip()
-                self.line((prefix + text).rstrip(), comment.line)
+                    piece = piece.lstrip("*").strip()
+                self.line((prefix + piece).rstrip(), comment.line)
 
     # -- a whole file -----------------------------------------------------------------------------
     def program(self, program: ast.Program) -> None:
@@ -95,6 +108,21 @@ class EmitterBase:
         self.stmts(program.body) if program.body else None
         self.flush_comments(1 << 30)
 
+    def trailing_comments(self, nut_line: int, first: int) -> None:
+        """A comment after a statement on its line (``x = 1; // why``) ends that statement's
+        Python line (its first line at the statement's indentation that is not a def)."""
+        while self.comments and self.comments[0].line == nut_line \
+                and not self.comments[0].own_line and self.comments[0].style in ("//", "#", "/*") \
+                and "\n" not in self.comments[0].text.strip("\n"):
+            comment = self.comments.pop(0)
+            for i in range(first, len(self.out)):
+                indent, text, line = self.out[i]
+                if indent == self.indent and line == nut_line \
+                        and not text.startswith(("def ", "class ", "@", "#")):
+                    self.out[i] = (indent, f"{text}  # {comment.text.strip()}", line)
+                    break
+            else:
+                self.line(f"# {comment.text.strip()}", comment.line)
 
     # -- implemented by the mixins (translate_expr, translate_stmt, translate_class) ---------------
     def expr(self, node: ast.Node) -> str:

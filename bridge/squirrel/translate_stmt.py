@@ -42,7 +42,9 @@ class StmtMixin(EmitterBase):
         start = len(self.out)
         for stmt in body:
             self.flush_comments(stmt.line)
+            first = len(self.out)
             self.stmt(stmt)
+            self.trailing_comments(stmt.line, first)
         if len(self.out) == start or all(line.strip().startswith("#")
                                          for _i, line, _n in self.out[start:]):
             self.line("pass", body[0].line if body else self.current_line)

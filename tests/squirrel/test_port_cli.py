@@ -62,3 +62,16 @@ def test_the_cache_translates_each_content_once(tmp_path: Path) -> None:
     second = cache.translate_file(source)
     assert second is not first and "a = 2" in second.python
     assert (cache.hits, cache.misses) == (1, 2)
+
+
+def test_comments_stay_where_they_were(tmp_path: Path) -> None:
+    source = tmp_path / "agent.nut"
+    source.write_text("// file header\nlocal x = 5; // the count\nif (x > 3) { // big\n"
+                      "    /* block */ print(x);\n}\n")
+    status, output = port(str(source))
+    assert status == 0, output
+    lines = (tmp_path / "agent.py").read_text().splitlines()
+    assert "# file header" in lines
+    assert "x = 5  # the count" in lines
+    assert "if sq.gt(x, 3):  # big" in lines
+    assert lines[lines.index("    # block") + 1] == "    sq.print(x)"
