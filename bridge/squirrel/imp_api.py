@@ -51,6 +51,11 @@ IMP_API: Mapping[str, ApiSupport] = MappingProxyType({
         "http.put": _HTTP_CLIENT, "http.httpdelete": _HTTP_CLIENT,
         "crypto.sha256": "", "crypto.hmacsha256": "", "crypto.sha1": "", "crypto.hmacsha1": "",
         "crypto.sha512": "", "crypto.hmacsha512": "", "crypto.md5": "", "crypto.hmacmd5": "",
+        # imp's older names for the same digests, still used by libraries (AzureIoTHub 2.x)
+        "http.hash.sha256": "as crypto.sha256", "http.hash.hmacsha256": "as crypto.hmacsha256",
+        "http.hash.sha1": "as crypto.sha1", "http.hash.hmacsha1": "as crypto.hmacsha1",
+        "http.hash.sha512": "as crypto.sha512", "http.hash.hmacsha512": "as crypto.hmacsha512",
+        "http.hash.md5": "as crypto.md5", "http.hash.hmacmd5": "as crypto.hmacmd5",
     }),
     **_table(UNSUPPORTED, {
         "device.on": "no device side: map the messages to an AMQP/MQTT address",
@@ -59,7 +64,6 @@ IMP_API: Mapping[str, ApiSupport] = MappingProxyType({
         "device.onconnect": "no device side",
         "device.ondisconnect": "no device side",
         "http.onrequest": "the bridge serves no inbound HTTP",
-        "http.hash": "use crypto.*",
         "crypto.sign": "no private-key signing", "crypto.verify": "no signature checks",
         "imp.getsoftwareversion": "", "imp.setsendbuffersize": "",
         "server.bless": "", "server.restart": "", "server.sleepfor": "",

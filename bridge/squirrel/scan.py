@@ -27,9 +27,12 @@ BACKENDS = ("memory", "mqtt", "amqp", "iothub")
 _METHOD_CALLS = ("opensession", "opensender", "openreceiver", "createtransfer", "sendasync",
                  "cancel", "accept", "reject", "release")
 _SETTLEMENTS = ("accept", "reject", "release")
+_SUB_OBJECTS = ("hash",)  # http.hash.*: reported as one name with the member
 _HTTP_REQUESTS = ("request", "get", "post", "put", "httpdelete", "patch")
 _FORMAT = re.compile(r"%[-+ 0#]*\d*(?:\.\d+)?[sdixXfeEgGc]")
 _MARKER = "zqvar{}zq"  # stands for a run-time part while a path is mapped (letters only)
+# parameter -> (the argument expression, the environment it is read in)
+_Env = dict[str, tuple[ast.Node, "dict[str, Any]"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,8 @@ class AmqpSite:
     deviations: tuple[Deviation, ...] = ()
     supported: bool = True
     problem: str = ""
+    # False: the address starts with a part known only at run time, so it could not be checked
+    checked: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +155,19 @@ class _FileScan:
         self.mqtt_rules = mqtt_rules
         self.reserved_prefix = reserved_prefix
         self.defs: dict[str, list[ast.Node]] = {}
+        self.constants: dict[str, ast.Node] = {}
+        self.functions: dict[str, list[ast.FunctionExpr]] = {}
         self.report = ScanReport(backend, [self.file])
 
     # --- static text of a run-time expression --------------------------------------------
 
-    def parts(self, node: ast.Node, depth: int = 0) -> list[str | ast.Node]:
-        if depth > 16:
+    def parts(self, node: ast.Node, depth: int = 0, env: _Env | None = None
+              ) -> list[str | ast.Node]:
+        """The static pieces of a string expression: literals, locals assigned once, constants,
+        ``format()`` and calls of small functions that just ``return`` an expression (with their
+        arguments bound); anything else stays a node (shown as ``{expression}``)."""
+        env = env or {}
+        if depth > 24:
             return [node]
         if isinstance(node, ast.String):
             return [node.value]
@@ -168,20 +180,54 @@ class _FileScan:
                 node = node.left
             operands.append(node)
             return [part for operand in reversed(operands)
-                    for part in self.parts(operand, depth + 1)]
-        if isinstance(node, ast.Identifier) and len(self.defs.get(node.name, ())) == 1:
-            return self.parts(self.defs[node.name][0], depth + 1)
-        if (isinstance(node, ast.Call) and isinstance(node.callee, ast.Identifier)
-                and node.callee.name == "format" and node.args
-                and isinstance(node.args[0], ast.String)):
-            pieces = _FORMAT.split(node.args[0].value)
-            out: list[str | ast.Node] = [pieces[0]]
-            for index, piece in enumerate(pieces[1:], start=1):
-                arg = node.args[index] if index < len(node.args) else None
-                out += self.parts(arg, depth + 1) if arg is not None else ["?"]
-                out.append(piece)
-            return out
+                    for part in self.parts(operand, depth + 1, env)]
+        if isinstance(node, ast.Identifier):
+            if node.name in env:
+                argument, argument_env = env[node.name]
+                return self.parts(argument, depth + 1, argument_env)
+            if len(self.defs.get(node.name, ())) == 1:
+                return self.parts(self.defs[node.name][0], depth + 1)
+            if node.name in self.constants:
+                return self.parts(self.constants[node.name], depth + 1)
+            return [node]
+        if isinstance(node, ast.Call):
+            if (isinstance(node.callee, ast.Identifier) and node.callee.name == "format"
+                    and node.args and isinstance(node.args[0], ast.String)):
+                pieces = _FORMAT.split(node.args[0].value)
+                out: list[str | ast.Node] = [pieces[0]]
+                for index, piece in enumerate(pieces[1:], start=1):
+                    arg = node.args[index] if index < len(node.args) else None
+                    out += self.parts(arg, depth + 1, env) if arg is not None else ["?"]
+                    out.append(piece)
+                return out
+            function = self.simple_function(node.callee)
+            if function is not None:
+                returned, params = function
+                bound: _Env = {}
+                for index, param in enumerate(params):
+                    if index < len(node.args):
+                        bound[param.name] = (node.args[index], env)
+                    elif param.default is not None:
+                        bound[param.name] = (param.default, {})
+                return self.parts(returned, depth + 1, bound)
         return [node]
+
+    def simple_function(self, callee: ast.Node) -> tuple[ast.Node, list[ast.Param]] | None:
+        """(the returned expression, the parameters) of the one function of that name whose
+        body is a single ``return``."""
+        name = callee.name if isinstance(callee, (ast.Identifier, ast.Member)) else None
+        candidates = self.functions.get(name or "", [])
+        if len(candidates) != 1:
+            return None
+        function = candidates[0]
+        body = function.body
+        if isinstance(body, ast.Block) and len(body.body) == 1:
+            body = body.body[0]
+        if function.is_lambda:
+            return body, function.params
+        if isinstance(body, ast.Return) and body.value is not None:
+            return body.value, function.params
+        return None
 
     def text(self, node: ast.Node) -> tuple[str, str, list[str]]:
         """(shown text with {expr} placeholders, text with markers for mapping, the exprs)."""
@@ -201,8 +247,7 @@ class _FileScan:
     def run(self) -> ScanReport:
         nodes = list(ast.walk(self.program))
         for node in nodes:
-            if isinstance(node, ast.LocalVar) and node.value is not None:
-                self.defs.setdefault(node.name, []).append(node.value)
+            self.collect(node)
         for node in nodes:
             if isinstance(node, ast.Call):
                 self.call(node)
@@ -219,10 +264,37 @@ class _FileScan:
         self.report.apis.sort(key=lambda s: (s.line, s.column))
         return self.report
 
+    def collect(self, node: ast.Node) -> None:
+        """Locals, constants and named functions, for following string expressions."""
+        name, function = None, None
+        if isinstance(node, ast.LocalVar) and node.value is not None:
+            self.defs.setdefault(node.name, []).append(node.value)
+            if isinstance(node.value, ast.FunctionExpr):
+                name, function = node.name, node.value
+        elif isinstance(node, ast.ConstDecl):
+            self.constants[node.name] = node.value
+        elif isinstance(node, (ast.FunctionDecl, ast.LocalFunction)):
+            name, function = node.function.name, node.function
+        elif isinstance(node, (ast.TableSlot, ast.ClassMember)) and isinstance(
+                node.value, ast.FunctionExpr) and isinstance(node.key, ast.String):
+            name, function = node.key.value, node.value
+        if name is not None and function is not None:
+            self.functions.setdefault(name, []).append(function)
+
     def member(self, node: ast.Member) -> None:
-        root = _root_name(node.obj)
+        obj = node.obj
+        if isinstance(obj, ast.Member) and obj.name in _SUB_OBJECTS \
+                and _root_name(obj.obj) == "http" and "http" not in self.defs:
+            name = f"http.{obj.name}.{node.name}"  # http.hash.hmacsha256(…): imp's older API
+            support = support_of(name)
+            self.report.apis.append(ApiSite(self.file, obj.line, obj.column, name,
+                                            support.status, support.note))
+            return
+        root = _root_name(obj)
         if root is None or root not in IMP_ROOTS or root in self.defs:
             return
+        if root == "http" and node.name in _SUB_OBJECTS:
+            return  # reported with its member, above
         name = f"{root}.{node.name}"
         if root == "amqp" and node.name in ("openconnection", "createmessage",
                                             "createbinarymessage"):
@@ -277,6 +349,11 @@ class _FileScan:
             what = what.replace(_MARKER.format(index), "{" + expr + "}")
             if problem:
                 problem = problem.replace(_MARKER.format(index), "{" + expr + "}")
+        if problem and marked.startswith(_MARKER.format(0)):
+            # nothing of the address is known before run time: report, do not condemn
+            self.site(node, method, shown, f"known only at run time (as written, {problem})",
+                      path=shown, checked=False)
+            return
         self.site(node, method, shown, what, path=shown, problem=problem or "")
 
     def event(self, node: ast.Node) -> None:
@@ -285,10 +362,15 @@ class _FileScan:
                       event=node.value)
 
     def site(self, node: ast.Node, call: str, detail: str, what: str, *,
-             path: str | None = None, event: str | None = None, problem: str = "") -> None:
+             path: str | None = None, event: str | None = None, problem: str = "",
+             checked: bool = True) -> None:
+        line, column = node.line, node.column
+        if isinstance(node, ast.Call) and isinstance(node.callee, ast.Member):
+            # where the method's name starts (the Member node sits on its '.')
+            line, column = node.callee.line, node.callee.column + 1
         self.report.amqp.append(AmqpSite(
-            self.file, node.line, node.column, call, detail, what,
-            tuple(self.deviations(call, path, event)), not problem, problem))
+            self.file, line, column, call, detail, what,
+            tuple(self.deviations(call, path, event)), not problem, problem, checked))
 
     def deviations(self, call: str, path: str | None, event: str | None) -> Iterable[Deviation]:
         caps = self.capabilities

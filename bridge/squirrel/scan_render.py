@@ -6,7 +6,8 @@ import json
 import os
 from collections.abc import Sequence
 
-from bridge.squirrel.scan import AmqpSite, Deviation, ScanReport
+from bridge.squirrel.imp_api import PROVIDED
+from bridge.squirrel.scan import AmqpSite, ApiSite, Deviation, ScanReport
 
 
 def _where(file: str, line: int) -> str:
@@ -41,6 +42,29 @@ def _columns(rows: Sequence[tuple[str, ...]], widths: tuple[int, ...]) -> list[s
                              for i, cell in enumerate(row)).rstrip() for row in rows]
 
 
+def _api_uses(report: ScanReport) -> dict[str, list[ApiSite]]:
+    """Sites per API, the unsupported ones first, then by name."""
+    uses: dict[str, list[ApiSite]] = {}
+    for site in report.apis:
+        uses.setdefault(site.api, []).append(site)
+    return dict(sorted(uses.items(), key=lambda item: (item[1][0].status == PROVIDED, item[0])))
+
+
+def _places(sites: list[ApiSite]) -> list[str]:
+    """``file:12``, then ``30`` for more lines of the same file."""
+    places: list[str] = []
+    previous = None
+    for site in sites:
+        places.append(str(site.line) if site.file == previous else _where(site.file, site.line))
+        previous = site.file
+    return places
+
+
+def _first_places(sites: list[ApiSite], shown: int = 4) -> str:
+    places = ", ".join(_places(sites[:shown]))
+    return places + (f", … ({len(sites) - shown} more)" if len(sites) > shown else "")
+
+
 def _deviation_refs(site: AmqpSite) -> str:
     return ", ".join(d.source for d in site.deviations)
 
@@ -60,10 +84,12 @@ def render_text(report: ScanReport) -> str:
     if deviations:
         out += ["", f"Deviations that apply on {report.backend} ({len(deviations)})"]
         out += [f"  {d.source}: {d.text}" for d in deviations.values()]
-    out += ["", f"imp APIs ({len(report.apis)})"]
-    rows = [("WHERE", "API", "STATUS", "NOTE")]
-    rows += [(_where(s.file, s.line), s.api, s.status, s.note) for s in report.apis]
-    out += _columns(rows, (48, 28, 11, 70))
+    uses = _api_uses(report)
+    out += ["", f"imp APIs ({len(uses)} used, {len(report.apis)} uses)"]
+    rows = [("API", "STATUS", "USES", "WHERE (first)", "NOTE")]
+    rows += [(api, sites[0].status, str(len(sites)), _first_places(sites), sites[0].note)
+             for api, sites in uses.items()]
+    out += _columns(rows, (28, 11, 5, 60, 70))
     if report.requires:
         out += ["", f"#require ({len(report.requires)})"]
         out += [f"  {_where(r.file, r.line)}  {r.spec}  -> "
@@ -93,10 +119,12 @@ def render_markdown(report: ScanReport) -> str:
         out += ["", f"## Deviations on `{report.backend}`", "", "| Source | Deviation |",
                 "|---|---|"]
         out += [f"| {d.source} | {_md(d.text)} |" for d in deviations.values()]
-    out += ["", f"## imp APIs ({len(report.apis)})", "", "| Where | API | Status | Note |",
-            "|---|---|---|---|"]
-    out += [f"| `{_where(s.file, s.line)}` | `{s.api}` | {s.status} | {_md(s.note)} |"
-            for s in report.apis]
+    uses = _api_uses(report)
+    out += ["", f"## imp APIs ({len(uses)} used, {len(report.apis)} uses)", "",
+            "| API | Status | Uses | Where | Note |", "|---|---|---|---|---|"]
+    out += [f"| `{api}` | {sites[0].status} | {len(sites)} | "
+            + ", ".join(f"`{place}`" for place in _places(sites))
+            + f" | {_md(sites[0].note)} |" for api, sites in uses.items()]
     if report.requires:
         out += ["", "## #require", ""]
         out += [f"- `{_where(r.file, r.line)}` `{r.spec}` → "

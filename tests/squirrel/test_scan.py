@@ -151,6 +151,8 @@ APIS = [
     ("http.onrequest(f)", "http.onrequest", UNSUPPORTED),
     ("imp.frobnicate()", "imp.frobnicate", UNKNOWN),
     ("::server.log(1)", "server.log", PROVIDED),
+    ("http.hash.hmacsha256(a, b)", "http.hash.hmacsha256", PROVIDED),
+    ("http.hash.frob(a)", "http.hash.frob", UNKNOWN),
 ]
 
 
@@ -208,3 +210,32 @@ def test_long_concatenations_are_followed_and_bounded() -> None:
     huge = " + ".join(["x"] * 3000)
     assert scan_source(f"s.opensender({huge})", "g.nut", "amqp").amqp[0].detail.count("{x}") \
         == 3000
+
+
+def test_paths_through_constants_and_small_functions() -> None:
+    source = """
+const CBS = "$cbs";
+class Endpoint {
+    static function devicePath(id) { return "/devices/" + id; }
+    static function eventPath(id, leaf = "/messages/events") { return devicePath(id) + leaf; }
+}
+local toDevice = @(id) "/devices/" + id + "/messages/devicebound";
+s.opensender(CBS)
+s.opensender(Endpoint.eventPath(config.deviceId))
+s.openreceiver(toDevice(config.deviceId), null, null)
+"""
+    sites = scan_source(source, "h.nut", "iothub").amqp
+    assert [(s.detail, s.supported, s.checked) for s in sites] == [
+        ("$cbs", True, True),
+        ("/devices/{config.deviceId}/messages/events", True, True),
+        ("/devices/{config.deviceId}/messages/devicebound", True, True),
+    ]
+
+
+def test_an_address_known_only_at_run_time_is_not_condemned() -> None:
+    report = scan_source("s.opensender(options.path)", "i.nut", "iothub")
+    site = report.amqp[0]
+    assert (site.detail, site.supported, site.checked) == ("{options.path}", True, False)
+    assert site.becomes.startswith("known only at run time") and report.unsupported() == []
+    fixed_start = scan_source('s.opensender("/queue/" + name)', "j.nut", "iothub").amqp[0]
+    assert (fixed_start.supported, fixed_start.checked) == (False, True)

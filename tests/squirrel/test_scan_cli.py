@@ -47,7 +47,8 @@ def test_markdown_output() -> None:
     code, out, _ = run(str(AGENT), "--markdown", "--backend", "amqp")
     assert code == 0
     assert out.startswith("# bridge scan: backend `amqp`")
-    assert "agent_uses_library.agent.nut:19` | `device.on` | unsupported |" in out
+    assert "| `device.on` | unsupported | 1 | `" in out
+    assert "agent_uses_library.agent.nut:19` | no device side" in out
     assert "## Unsupported (3)" in out
 
 
