@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,6 +21,9 @@ from bridge.cli.app import (
     load_settings,
 )
 from bridge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bridge.squirrel.vm.fleet import NutProgram
 
 _HELP = """Run an agent script once per device: thousands of device agents in one process.
 
@@ -59,7 +62,7 @@ Examples:
 def fleet_command(ctx: click.Context, devices_file: Path, shard: str | None,
                   timeout: float | None, connect_rate: float | None, script: Path) -> None:
     from bridge.fleet.devices import load_devices
-    from bridge.fleet.runner import Fleet, PythonProgram, device_log_filter
+    from bridge.fleet.runner import AgentProgram, Fleet, PythonProgram, device_log_filter
     from bridge.fleet.shard import in_shard, parse_shard
 
     settings = load_settings(ctx)
@@ -82,13 +85,10 @@ def fleet_command(ctx: click.Context, devices_file: Path, shard: str | None,
     if problem is not None:
         click.echo(f"bridge fleet: {problem}", err=True)
         ctx.exit(EXIT_BAD_CONFIG)
-    if script.suffix == ".nut":
-        click.echo("bridge fleet: Squirrel (.nut) scripts: translate them with `bridge port` "
-                   "first", err=True)
-        ctx.exit(EXIT_BAD_CONFIG)
+    program: AgentProgram
     try:
-        program = PythonProgram(script)
-    except SyntaxError as exc:
+        program = _nut_program(script) if script.suffix == ".nut" else PythonProgram(script)
+    except (SyntaxError, ImportError, ValueError) as exc:
         click.echo(f"bridge fleet: {script}: {exc}", err=True)
         ctx.exit(EXIT_SCRIPT_FAILED)
     shard_text = f", shard {shard}" if shard else ""
@@ -132,3 +132,22 @@ def raise_file_limit(devices: int, per_agent: int) -> str | None:
                 f"limit; raise it with `ulimit -Hn` or LimitNOFILE=, or split the fleet with "
                 f"--shard)")
     return None
+
+
+def _nut_program(script: Path) -> NutProgram:
+    """A ``.nut`` agent on the embedded VM, once per device (its row as imp.configparams);
+    its ``#require`` libraries come from BRIDGE_REQUIRE_PATH (os.pathsep-separated)."""
+    import os
+
+    from bridge.squirrel import vm
+    from bridge.squirrel.errors import SquirrelError
+    from bridge.squirrel.requires import resolve_all
+    if not vm.available():
+        raise ImportError("the embedded Squirrel VM is not installed: pip install "
+                          "'amqp-mqtt-bridge[squirrel]'")
+    from bridge.squirrel.vm.fleet import NutProgram
+    paths = [Path(p) for p in os.environ.get("BRIDGE_REQUIRE_PATH", "").split(os.pathsep) if p]
+    try:
+        return NutProgram(resolve_all(script, paths))
+    except SquirrelError as exc:
+        raise ValueError(str(exc)) from None

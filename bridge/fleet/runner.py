@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.agent import Agent
 from bridge.fleet.devices import Device, settings_for
@@ -60,6 +60,13 @@ class DeviceRun:
     failed_at: float = 0.0
 
 
+class AgentProgram(Protocol):
+    """An agent script the fleet starts once per device (`PythonProgram`, or the embedded
+    Squirrel VM's ``NutProgram``): its top level for *agent*, what it keeps returned."""
+
+    def start(self, agent: Agent) -> dict[str, Any]: ...
+
+
 class PythonProgram:
     """A ``.py`` agent script, compiled once, run once per device."""
 
@@ -87,7 +94,7 @@ class Totals:
 
 
 class Fleet:
-    def __init__(self, settings: Any, program: PythonProgram, devices: list[Device]) -> None:
+    def __init__(self, settings: Any, program: AgentProgram, devices: list[Device]) -> None:
         self.settings = settings
         self.program = program
         self.runs = [DeviceRun(device) for device in devices]

@@ -118,8 +118,9 @@ class SquirrelVM:
         ``agent.exit`` raises `AgentExit`."""
         self._enter()
         try:
-            return fn(*args)
+            result = fn(*args)
         except RuntimeError as exc:
+            self._raise_abort()
             if self.exit_status is not None:
                 raise AgentExit(self.exit_status) from None
             raise self._runtime_error(exc) from None
@@ -127,6 +128,16 @@ class SquirrelVM:
             self._leave()
             if self.natives.pending is not None and self._depth == 0:
                 self.natives.pending = None
+        self._raise_abort()  # Squirrel code caught the throw: the interruption still holds
+        return result
+
+    def _raise_abort(self) -> None:
+        """A KeyboardInterrupt (or SIGTERM) that arrived inside a native: the natives turned
+        it into a Squirrel throw to unwind the VM; raise it now, outside."""
+        abort = self.natives.abort
+        if abort is not None and self._depth <= 1:
+            self.natives.abort = None
+            raise abort
 
     def invoke(self, fn: Any, *args: Any) -> None:
         """Run a Squirrel callback as the dispatcher does for a Python one: an uncaught error is

@@ -64,6 +64,7 @@ class Natives:
         self.agent: Agent | None = agent
         self.env: ImpEnv | None = env
         self.pending: BaseException | None = None
+        self.abort: BaseException | None = None  # raised again once the VM has unwound
         self.transfers: dict[int, Any] = {}  # sent from Squirrel, by id, for cancel()
         self._sweep_at = 1024
 
@@ -213,5 +214,7 @@ class Natives:
                 return to_squirrel(fn(*args))
             except BaseException as exc:
                 self.pending = exc
+                if not isinstance(exc, Exception):  # Ctrl-C, SIGTERM: re-raised out of the VM
+                    self.abort = exc
                 return ERROR_MARK
         return native

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.examples import variants
 from tests.support.mosquitto import Mosquitto
 
 REPO = Path(__file__).resolve().parents[3]
@@ -52,9 +53,10 @@ def _lines_until(process: subprocess.Popen[str], pattern: str, timeout: float) -
     raise AssertionError(f"no line matching {pattern!r}:\n" + "\n".join(seen[-30:]))
 
 
-def test_the_shipped_example_runs_every_device_and_exits_0() -> None:
+@pytest.mark.parametrize("example", variants("fleet_agent"))
+def test_the_shipped_example_runs_every_device_and_exits_0(example: str) -> None:
     result = subprocess.run([sys.executable, "-m", "bridge", "fleet",
-                             str(EXAMPLES / "fleet_agent.py"), "--devices",
+                             str(REPO / example), "--devices",
                              str(EXAMPLES / "devices.csv"), "--timeout", "4"],
                             cwd=REPO, env=_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-3000:]

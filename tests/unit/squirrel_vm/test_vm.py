@@ -307,3 +307,18 @@ def test_jsonencode_in_squirrel_matches_the_bridges_encoder(expression: str,
         assert fast == expected
     assert compact == fast.replace(": ", ":").replace(", ", ",").replace("{ ", "{") \
         .replace(" }", "}").replace("[ ", "[").replace(" ]", "]")
+
+
+def test_ctrl_c_inside_a_native_unwinds_the_vm_then_raises(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge.impenv.http import Http
+
+    def interrupted(text: object) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Http, "jsondecode", staticmethod(interrupted))
+    agent, vm = make_vm()
+    with pytest.raises(KeyboardInterrupt):  # even though the Squirrel code catches everything
+        load(vm, 'try { http.jsondecode("1"); } catch (e) { server.log("caught " + e); }')
+    load(vm, 'server.log("the VM still works");')
+    agent.close()
