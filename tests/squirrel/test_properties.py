@@ -64,7 +64,7 @@ def _program(expressions: list[str]) -> str:
 
 @requires_vm
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_expressions(), min_size=40, max_size=40))
+@given(st.lists(_expressions(), min_size=120, max_size=120))
 def test_generated_expressions_print_what_the_vm_prints(expressions: list[str]) -> None:
     source = _program(expressions)
     (expected,) = run_vm([source])
