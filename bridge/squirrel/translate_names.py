@@ -239,8 +239,10 @@ class Resolver:
         its name with a root-table slot some code reads is renamed, so the two stay apart."""
         clash = self.res.uses_globals | self.res.root_names
         for binding in self.res.decls.values():
-            if binding.func.top and binding.pyname in clash:
-                binding.pyname += "_local"
+            if binding.pyname in clash:
+                # e.g. a `local function f` whose body calls f: Squirrel looks f up in the
+                # root table (the local does not exist yet), so Python must not find the local
+                binding.pyname += "_local" if binding.func.top else "_"
         return self.res
 
     def value_kind(self, node: ast.Node | None) -> str:

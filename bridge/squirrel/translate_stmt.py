@@ -104,6 +104,9 @@ class StmtMixin(EmitterBase):
         elif isinstance(node, ast.Continue):
             self.continue_stmt(node)
         elif isinstance(node, ast.Return):
+            if self.func.top:
+                self.unsupported(node, "return at the top level of a file",
+                                 "end the script's top level without it")
             self.line("return" if node.value is None else f"return {self.expr(node.value)}",
                       node.line)
         elif isinstance(node, ast.Throw):

@@ -17,6 +17,7 @@ UNSUPPORTED = [
     ("local t = { f = function() { return this.x; } };", "this outside a class method",
      (1, 37)),
     ("local co = newthread(function() {});", "threads (coroutines)", (1, 12)),
+    ("print(1);\nreturn;", "return at the top level", (2, 1)),
     ('local f = compilestring("return 1");', "compiling code at run time", (1, 11)),
 ]
 
