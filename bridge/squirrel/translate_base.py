@@ -29,6 +29,7 @@ class EmitterBase:
         self.loops: list[tuple[str, list[Line]]] = []
         self.taken = taken
         self.comments: list[Comment] = []
+        self.table_names: dict[int, str] = {}  # table literal with `this` functions -> its name
         self.current_line = 0
 
     # -- output -----------------------------------------------------------------------------------

@@ -86,6 +86,9 @@ class ClassMixin(EmitterBase):
     def self_name(self, node: ast.Node) -> str:
         if self.func.top and isinstance(node, ast.This):
             return "sq.RootTable(globals())"  # the top level's `this` is the root table
+        table = self.func.this_table()
+        if table is not None:
+            return self.table_names[id(table)]
         if self.func.method_class() is None:
             self.unsupported(node, "this outside a class method",
                              "the bridge gives functions their `this` statically: write the "

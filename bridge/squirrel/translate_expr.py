@@ -131,6 +131,8 @@ class ExprMixin(EmitterBase):
         if ref.kind == "member":
             return f"{self.self_name(node)}.{node.name}" if node.name not in _SHADOWED \
                 else f"sq.index({self.self_name(node)}, {py_string(node.name)})"
+        if ref.kind == "slot":
+            return f"{self.self_name(node)}[{py_string(node.name)}]"
         assert ref.binding is not None
         return self.binding_read(ref.binding)
 
@@ -167,6 +169,8 @@ class ExprMixin(EmitterBase):
 
     def table_only(self, node: ast.Node) -> bool:
         """``node`` only ever holds a table (so ``node["name"]`` is its slot, at dict speed)."""
+        if isinstance(node, ast.This) and self.func.this_table() is not None:
+            return True
         if not isinstance(node, (ast.Identifier, ast.RootAccess)):
             return False
         ref = self.res.refs.get(id(node))
@@ -389,6 +393,14 @@ class ExprMixin(EmitterBase):
     def table(self, node: ast.TableLiteral) -> str:
         if not node.slots:
             return "sq.Table()"
+        own_this = any(isinstance(slot.value, ast.FunctionExpr)
+                       and self.res.funcs[id(slot.value)].table is node
+                       and self._uses_this(slot.value) for slot in node.slots)
+        if own_this:
+            # its functions read `this`/its slots: the table exists (empty) before they do
+            name = self.fresh("_table")
+            self.table_names[id(node)] = name
+            self.line(f"{name} = sq.Table()", node.line)
         parts = []
         for slot in node.slots:
             key = self.expr(slot.key) if slot.computed or not isinstance(slot.key, ast.String) \
@@ -399,8 +411,19 @@ class ExprMixin(EmitterBase):
             else:
                 value = self.expr(slot.value)
             parts.append(f"{key}: {value}")
-        one_line = "sq.Table({" + ", ".join(parts) + "})"
-        return one_line
+        if own_this:
+            return f"sq.fill({self.table_names[id(node)]}, {{" + ", ".join(parts) + "})"
+        return "sq.Table({" + ", ".join(parts) + "})"
+
+    def _uses_this(self, function: ast.FunctionExpr) -> bool:
+        """``function`` (or a function inside it) reads ``this`` or a slot of its table."""
+        for inner in ast.walk(function.body):
+            if isinstance(inner, ast.This):
+                return True
+            ref = self.res.refs.get(id(inner))
+            if ref is not None and ref.kind == "slot":
+                return True
+        return False
 
 
 __all__ = ["ExprMixin", "literal_value", "py_literal", "py_string"]

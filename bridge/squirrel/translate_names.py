@@ -94,12 +94,30 @@ class FuncInfo:
     top: bool = False
     pynames: set[str] = field(default_factory=set)
     loop_defaults: list[Binding] = field(default_factory=list)  # captured per iteration
+    # a function written as a slot of a table literal: called as `t.f()`, its `this` is the
+    # table, so `this` and bare names of the literal's slots are that table's
+    table: ast.TableLiteral | None = None
 
     def method_class(self) -> ClassInfo | None:
+        """The class whose method this is (or is inside), unless a table function is nearer."""
         info: FuncInfo | None = self
         while info is not None:
             if info.cls is not None:
                 return info.cls
+            if info.table is not None:
+                return None
+            info = info.parent
+        return None
+
+    def this_table(self) -> ast.TableLiteral | None:
+        """The table literal whose slot function this is (or is inside), unless a method is
+        nearer."""
+        info: FuncInfo | None = self
+        while info is not None:
+            if info.table is not None:
+                return info.table
+            if info.cls is not None:
+                return None
             info = info.parent
         return None
 
@@ -332,6 +350,11 @@ class Resolver:
         if cls is not None and cls.has_member(node.name):
             self.res.refs[id(node)] = Ref("member")
             return
+        table = self.func.this_table()
+        if table is not None and any(isinstance(slot.key, ast.String) and not slot.computed
+                                     and slot.key.value == node.name for slot in table.slots):
+            self.res.refs[id(node)] = Ref("slot", value=table)
+            return
         if node.name in UNSUPPORTED_GLOBALS and node.name not in self.res.root_names:
             self.unsupported(node, UNSUPPORTED_GLOBALS[node.name], node.name)
         self.res.refs[id(node)] = Ref("root")
@@ -482,6 +505,14 @@ class Resolver:
             self.class_expr(node)
         elif isinstance(node, ast.Unary) and node.op == "resume":
             self.unsupported(node, "resume (generators)")
+        elif isinstance(node, ast.TableLiteral):
+            for slot in node.slots:
+                if slot.computed:
+                    self.expr(slot.key)
+                if isinstance(slot.value, ast.FunctionExpr):
+                    self.function(slot.value, table=node)
+                else:
+                    self.expr(slot.value)
         elif isinstance(node, ast.Member) and isinstance(node.obj, ast.Identifier) \
                 and node.obj.name in self.res.enums and self.lookup(node.obj.name)[0] is None:
             members = self.res.enums[node.obj.name]
@@ -504,8 +535,9 @@ class Resolver:
         else:
             self.expr(node)
 
-    def function(self, node: ast.FunctionExpr, owner: ClassInfo | None = None) -> FuncInfo:
-        info = FuncInfo(node, self.func, cls=owner)
+    def function(self, node: ast.FunctionExpr, owner: ClassInfo | None = None,
+                 table: ast.TableLiteral | None = None) -> FuncInfo:
+        info = FuncInfo(node, self.func, cls=owner, table=table)
         self.res.funcs[id(node)] = info
         for param in node.params:
             if param.default is not None:

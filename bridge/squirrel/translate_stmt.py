@@ -174,6 +174,11 @@ class StmtMixin(EmitterBase):
                     return f"{binding.pyname}.value = {value}"
                 self.declare_outer(binding)
                 return f"{binding.pyname} = {value}"
+            if ref is not None and ref.kind == "slot":
+                if newslot:
+                    return f"sq.newslot({self.self_name(target)}, {py_string(target.name)}, " \
+                           f"{value})"
+                return f"{self.self_name(target)}[{py_string(target.name)}] = {value}"
             if ref is not None and ref.kind == "member":
                 if newslot:
                     return f"sq.newslot({self.self_name(target)}, {py_string(target.name)}, " \
@@ -496,6 +501,11 @@ class ValueAssignMixin(EmitterBase):
                     return f"sq.set_cell({binding.pyname}, {value})"
                 self.declare_outer(binding)
                 return f"({binding.pyname} := {value})"
+            if ref is not None and ref.kind == "slot":
+                if newslot:
+                    return f"sq.newslot({self.self_name(target)}, {py_string(target.name)}, " \
+                           f"{value})"
+                return f"{self.self_name(target)}[{py_string(target.name)}] = {value}"
             if ref is not None and ref.kind == "member":
                 if newslot:
                     return f"sq.newslot({self.self_name(target)}, {py_string(target.name)}, " \

@@ -95,6 +95,13 @@ def newslot(obj: Any, key: Any, value: Any) -> Any:
     raise SquirrelError(f"trying to set '{typeof(obj)}'")
 
 
+def fill(table: Table, slots: dict[Any, Any]) -> Table:
+    """A table literal whose functions refer to the table itself: created empty first, then
+    given its slots; the table."""
+    dict.update(table, slots)
+    return table
+
+
 def delete(obj: Any, key: Any) -> Any:
     """``delete obj[key]``: remove a table slot; the value it had."""
     if type(obj) is RootTable:
@@ -223,5 +230,5 @@ def throw(value: Any) -> SquirrelError:
     return SquirrelError(value)
 
 
-__all__ = ["caught", "clone", "delete", "has", "index", "instanceof", "items", "newslot",
+__all__ = ["caught", "clone", "delete", "fill", "has", "index", "instanceof", "items", "newslot",
            "set_index", "throw", "values"]
