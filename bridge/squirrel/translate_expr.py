@@ -215,6 +215,12 @@ class ExprMixin(EmitterBase):
                 # a function written inside a method closes over that method's self, and
                 # self.method is already bound to it
                 return self.expr(callee.obj)
+            if name == "bindenv" and isinstance(callee.obj, ast.FunctionExpr) \
+                    and not (len(node.args) == 1 and isinstance(node.args[0], ast.This)) \
+                    and self._uses_environment(callee.obj):
+                self.unsupported(node, "bindenv of a function that uses its environment to "
+                                       "something other than this",
+                                 "the translation binds a function's `this` where it is written")
             obj = self.expr(callee.obj)
             if name in sq.METHOD_FUNCTIONS:
                 return f"sq.{sq.METHOD_FUNCTIONS[name]}({', '.join([obj, *args])})"
@@ -414,6 +420,16 @@ class ExprMixin(EmitterBase):
         if own_this:
             return f"sq.fill({self.table_names[id(node)]}, {{" + ", ".join(parts) + "})"
         return "sq.Table({" + ", ".join(parts) + "})"
+
+    def _uses_environment(self, function: ast.FunctionExpr) -> bool:
+        """``function`` reads ``this``, a member or a table slot through its environment."""
+        for inner in ast.walk(function.body):
+            if isinstance(inner, ast.This):
+                return True
+            ref = self.res.refs.get(id(inner))
+            if ref is not None and ref.kind in ("member", "slot"):
+                return True
+        return False
 
     def _uses_this(self, function: ast.FunctionExpr) -> bool:
         """``function`` (or a function inside it) reads ``this`` or a slot of its table."""

@@ -17,6 +17,8 @@ UNSUPPORTED = [
     ("function f() { return this.x; }", "this outside a class method", (1, 23)),
     ("local co = newthread(function() {});", "threads (coroutines)", (1, 12)),
     ("print(1);\nreturn;", "return at the top level", (2, 1)),
+    ("class C { x = 1; function f(o) { return function() { return x; }.bindenv(o); } }",
+     "bindenv of a function that uses its environment", (1, 73)),
     ('local f = compilestring("return 1");', "compiling code at run time", (1, 11)),
 ]
 
