@@ -324,9 +324,12 @@ class ExprMixin(EmitterBase):
             if self.is_bool(node.left) and self.is_bool(node.right):
                 word = "and" if op == "&&" else "or"
                 return f"({self.expr(node.left)} {word} {self.expr(node.right)})"
-            temp = self.temp()
             left = self.expr(node.left)
             right = self.expr(node.right)
+            if self.is_bool(node.left):  # the left value, when it decides, is false/true
+                return f"({right} if {left} else False)" if op == "&&" \
+                    else f"(True if {left} else {right})"
+            temp = self.temp()
             if op == "&&":
                 return f"({right} if sq.truth({temp} := {left}) else {temp})"
             return f"({temp} if sq.truth({temp} := {left}) else {right})"
