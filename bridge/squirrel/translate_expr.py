@@ -363,6 +363,9 @@ class ExprMixin(EmitterBase):
             return f"sq.{_COMPARE[op]}({left}, {right})"
         if op in ("==", "!="):
             kinds = {self._static_type(node.left), self._static_type(node.right)}
+            if isinstance(node.left, _FOLDABLE) and isinstance(node.right, _FOLDABLE):
+                same = sq.eq(literal_value(node.left), literal_value(node.right))
+                return py_literal(same if op == "==" else not same)
             if "null" in kinds:
                 word = "is" if op == "==" else "is not"
                 return f"({left} {word} {right})"

@@ -304,7 +304,7 @@ def inc(a: Any) -> Any:
         return a + 1 if a != INT_MAX else INT_MIN
     if type(a) is float:
         return _c_float(a + 1).value
-    raise _arith_error("+", a, 1)
+    return add(a, 1)  # the VM's ++ is + 1: "3s"++ is "3s1"
 
 
 def dec(a: Any) -> Any:
@@ -313,7 +313,7 @@ def dec(a: Any) -> Any:
         return a - 1 if a != INT_MIN else INT_MAX
     if type(a) is float:
         return _c_float(a - 1).value
-    raise _arith_error("-", a, 1)
+    return sub(a, 1)
 
 
 # -- comparison -------------------------------------------------------------------------------
