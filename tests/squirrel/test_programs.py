@@ -32,6 +32,10 @@ def _statements(depth: int) -> st.SearchStrategy[str]:
         EXPR.map(lambda e: f"t.x = {e};"),
         EXPR.map(lambda e: f"arr.push({e});"),
         st.just("bump();"),
+        EXPR.map(lambda e: f"print(box.add({e}));"),
+        EXPR.map(lambda e: f"box.v = {e};"),
+        st.just("print(big.add(1) + big.get()); print(big instanceof Box);"),
+        st.just("local copy = clone box; copy.v = 99; print(box.v + copy.get());"),
     )
     if depth == 0:
         return simple
@@ -66,8 +70,20 @@ local arr = [5];
 local counter = 0;
 function f(v) { return v; }
 local bump = function() { counter++; };
+class Box {
+    v = 0;
+    static K = 7;
+    constructor(x) { v = x; }
+    function add(n) { v += n; return v; }
+    function get() { return v + K; }
+}
+class Big extends Box {
+    function add(n) { return base.add(n * 2); }
+}
+local box = Box(1), big = Big(2);
 """
-EPILOGUE = 'print(a); print(b); print(c); print(t.x); print(arr.len()); print(counter);'
+EPILOGUE = ("print(a); print(b); print(c); print(t.x); print(arr.len()); print(counter); "
+            "print(box.v); print(big.v);")
 
 
 def _program(body: str) -> str:
