@@ -10,7 +10,8 @@ Rows (docs/benchmarks.md records a run):
   connected, RSS growth per agent, threads, CPU of the idle fleet;
 - ``iothub``: N IoT Hub agents over TLS with SAS (connection strings, self-signed tokens)
   against a private TLS Mosquitto, connects paced at ``--iothub-rate`` per second;
-- ``amqp``: N/5 AMQP agents against a private RabbitMQ node;
+- ``amqp``: N/5 AMQP agents against a private RabbitMQ node; ``amqp-mux``: the same with
+  ``amqp.multiplex = 500`` (physical connections counted by the broker);
 - ``load``: N MQTT agents each sending a 256 B QoS 1 message every 10 s for 60 s: confirmed,
   p50/p99 send -> confirm;
 - ``throughput``: one agent flat out, then 1,000 agents flat out, in the same run (confirmed
@@ -46,13 +47,12 @@ sys.path.insert(0, str(ROOT))
 from pydantic import SecretStr  # noqa: E402
 
 from bridge import Agent, Settings  # noqa: E402
+from bridge.loop.heap import freeze_heap  # noqa: E402
 from bridge.loop.pacing import connect_pacer  # noqa: E402
-from bridge.testing.hub.broker import free_port  # noqa: E402
-from bridge.testing.hub.tls import make_tls_material  # noqa: E402
+from bridge.testing.fleet import HUB, TLSMosquitto, bridge_threads  # noqa: E402
+from bridge.testing.fleet import AgentFleet as Fleet  # noqa: E402
 from bridge.testing.mosquitto import PrivateMosquitto  # noqa: E402
 from bridge.testing.rabbitmq import RabbitNode  # noqa: E402
-
-HUB = "myhub.azure-devices.net"
 
 
 def rss() -> int:
@@ -62,30 +62,16 @@ def rss() -> int:
     return 0
 
 
-def threads() -> int:
-    """The bridge's threads (network loops, reactors, dispatcher workers, timers, resolvers)
-    and the main thread; the benchmark's own broker-log readers are not counted."""
-    return sum(1 for t in threading.enumerate()
-               if t.name.startswith("bridge") or t is threading.main_thread())
+def tcp_connections_to(port: int) -> int:
+    """Established TCP connections of this machine to 127.0.0.1:*port* (/proc/net/tcp)."""
+    remote = f"0100007F:{port:04X}"
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for line in lines if line.split()[2] == remote and line.split()[3] == "01")
 
 
 def cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system
-
-
-class TLSMosquitto(PrivateMosquitto):
-    """A private Mosquitto with a TLS listener too (certificate for localhost and HUB)."""
-
-    def __init__(self, directory: Path, **kwargs: Any) -> None:
-        super().__init__(directory, **kwargs)
-        self.tls_port = free_port()
-        self.tls = make_tls_material(directory / "tls", [HUB])
-
-    def listener_lines(self) -> list[str]:
-        return [*super().listener_lines(), f"listener {self.tls_port} 127.0.0.1",
-                f"cafile {self.tls.ca_file}", f"certfile {self.tls.cert_file}",
-                f"keyfile {self.tls.key_file}"]
 
 
 @contextmanager
@@ -99,55 +85,6 @@ def mosquitto(tls: bool = False, persistence: bool = False) -> Iterator[Any]:
             yield broker
         finally:
             broker.stop()
-
-
-class Fleet:
-    """N agents with one connection each, dispatched on the shared pool."""
-
-    def __init__(self, settings_for: Callable[[int], Settings], count: int, url: str) -> None:
-        self.opened = threading.Semaphore(0)
-        self.errors: list[tuple[str, str | None]] = []
-        self.agents: list[Agent] = []
-        self.connections: list[Any] = []
-        self.senders: list[Any] = []
-        self.started = time.monotonic()
-        for n in range(count):
-            agent = Agent(settings_for(n))
-            self.connections.append(agent.amqp.openconnection(url, self._event))
-            agent.start()
-            self.agents.append(agent)
-
-    def _event(self, event: str, detail: str | None) -> None:
-        if event == "CONNECTION_OPEN":
-            self.opened.release()
-        elif event.endswith("_ERROR"):
-            self.errors.append((event, detail))
-
-    def wait_open(self, timeout: float) -> float:
-        deadline = time.monotonic() + timeout
-        for n in range(len(self.agents)):
-            if not self.opened.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                raise RuntimeError(f"only {n} of {len(self.agents)} connected in {timeout:g} s; "
-                                   f"errors: {self.errors[:3]}")
-        return time.monotonic() - self.started
-
-    def open_senders(self, path_for: Callable[[int], str]) -> None:
-        done = threading.Semaphore(0)
-        for n, (agent, conn) in enumerate(zip(self.agents, self.connections, strict=True)):
-            def open_one(conn: Any = conn, n: int = n) -> None:
-                session = conn.opensession()
-                self.senders.append(session.opensender(path_for(n),
-                                                       lambda e, d: done.release()))
-            agent.call_soon(open_one)
-        for _ in self.agents:
-            done.acquire(timeout=60)
-
-    def close(self) -> None:
-        for agent in self.agents:
-            agent.begin_close()
-        deadline = time.monotonic() + 30
-        for agent in self.agents:
-            agent.finish_close(deadline)
 
 
 def row(name: str, **figures: Any) -> None:
@@ -167,7 +104,7 @@ def measure_fleet(name: str, make: Callable[[], Fleet], timeout: float) -> Fleet
     idle = (cpu_seconds() - cpu) / 5 * 100
     count = len(fleet.agents)
     row(name, agents=count, connected_in=f"{took:.1f}s",
-        rss_per_agent=f"{grown / count / 1024:.1f}KB", threads=threads(),
+        rss_per_agent=f"{grown / count / 1024:.1f}KB", threads=bridge_threads(),
         idle_cpu=f"{idle:.1f}%", errors=len(fleet.errors))
     return fleet
 
@@ -203,14 +140,18 @@ def bench_iothub(count: int, rate: float) -> None:
         fleet.close()
 
 
-def bench_amqp(count: int) -> None:
+def bench_amqp(count: int, multiplex: int = 0) -> None:
     with tempfile.TemporaryDirectory() as directory:
         node = RabbitNode(Path(directory)).start()
         try:
-            base = Settings(backend="amqp", amqp={"url": node.url})
-            fleet = measure_fleet("amqp agents (RabbitMQ)", lambda: Fleet(
+            base = Settings(backend="amqp", amqp={"url": node.url, "multiplex": multiplex})
+            name = f"amqp multiplex {multiplex}" if multiplex else "amqp agents (RabbitMQ)"
+            fleet = measure_fleet(name, lambda: Fleet(
                 lambda n: base.model_copy(update={"agent_id": f"a{n}"}), count,
                 "amqp://fleet.example"), 120)
+            fleet.open_senders(lambda n: f"/topic/fleet.{n}")
+            physical = tcp_connections_to(node.port)
+            row(f"  {name}: senders", agents=count, physical_connections=physical)
             fleet.close()
         finally:
             node.stop()
@@ -223,16 +164,19 @@ def bench_load(count: int, period: float = 10.0, duration: float = 60.0) -> None
                       "amqps://fleet.example")
         fleet.wait_open(120)
         fleet.open_senders(lambda n: f"/load/{n}")
+        frozen = freeze_heap()  # what `bridge fleet` does once its agents are up
         latencies: list[float] = []
+        lateness: list[float] = []
         lock = threading.Lock()
         sent = [0]
         body = b"x" * 256
-        ends = time.monotonic() + duration
+        begins = time.monotonic() + 1.0
+        ends = begins + duration
 
-        def tick(agent: Agent, sender: Any) -> None:
-            if time.monotonic() >= ends:
-                return
+        def tick(agent: Agent, sender: Any, due: float) -> None:
             started = time.monotonic()
+            if started >= ends:
+                return
             sent[0] += 1
 
             def confirmed() -> None:
@@ -240,20 +184,33 @@ def bench_load(count: int, period: float = 10.0, duration: float = 60.0) -> None
                     latencies.append(time.monotonic() - started)
 
             sender.createtransfer(agent.amqp.createbinarymessage(body)).sendasync(confirmed)
-            agent.imp.wakeup(period, lambda: tick(agent, sender))
+            with lock:
+                lateness.append(started - due)
+            # The next tick is due a period after this one was *due*, not after it ran: a late
+            # tick (start-up, a collection) does not shift every later one into a bunch.
+            then = due + period
+            agent.imp.wakeup(max(0.0, then - time.monotonic()),
+                             lambda: tick(agent, sender, then))
 
         for n, (agent, sender) in enumerate(zip(fleet.agents, fleet.senders, strict=True)):
-            offset = period * n / count  # spread evenly over the period
-            agent.call_soon(lambda a=agent, s=sender, o=offset: a.imp.wakeup(
-                o, lambda: tick(a, s)))
-        time.sleep(duration + 5)
+            due = begins + period * n / count  # spread evenly over the period
+            agent.call_soon(lambda a=agent, s=sender, d=due: a.imp.wakeup(
+                max(0.0, d - time.monotonic()), lambda: tick(a, s, d)))
+        time.sleep(ends - time.monotonic() + 5)
         with lock:
             done = sorted(latencies)
-        p50 = done[len(done) // 2] * 1000 if done else float("nan")
-        p99 = done[int(len(done) * 0.99)] * 1000 if done else float("nan")
+            late = sorted(lateness)
         row("load 256B every 10s", agents=count, sent=sent[0], confirmed=len(done),
-            p50=f"{p50:.1f}ms", p99=f"{p99:.1f}ms", threads=threads())
+            p50=f"{_quantile(done, 0.5):.1f}ms", p99=f"{_quantile(done, 0.99):.1f}ms",
+            timer_late_p99=f"{_quantile(late, 0.99):.1f}ms", freeze=f"{frozen * 1000:.0f}ms",
+            threads=bridge_threads())
         fleet.close()
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """The q-quantile of *ordered* seconds, in milliseconds."""
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000 if ordered \
+        else float("nan")
 
 
 def _flat_out(fleet: Fleet, per_agent: int) -> float:
@@ -350,7 +307,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", type=int, default=10_000)
-    parser.add_argument("--rows", default="mqtt,iothub,amqp,load,throughput,restart,raw,sdk")
+    parser.add_argument("--rows",
+                        default="mqtt,iothub,amqp,amqp-mux,load,throughput,restart,raw,sdk")
     parser.add_argument("--iothub-rate", type=float, default=250.0)
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -366,6 +324,8 @@ def main() -> None:
         bench_iothub(count, args.iothub_rate)
     if "amqp" in rows:
         bench_amqp(max(1, count // 5))
+    if "amqp-mux" in rows:
+        bench_amqp(max(1, count // 5), multiplex=500)
     if "load" in rows:
         bench_load(count)
     if "throughput" in rows:

@@ -1,7 +1,7 @@
 """The embedded Squirrel VM (``bridge run agent.nut``): memory per agent and the send path,
 each beside the hand-ported Python agent measured in the same run.
 
-    python benchmarks/squirrel_vm.py                   # 1,000 agents, 20,000 messages
+    python benchmarks/squirrel_vm.py                   # 1,000 agents, 5,000 messages
     python benchmarks/squirrel_vm.py --agents 200 --messages 5000
 
 Rows (docs/benchmarks.md records a run):
@@ -115,6 +115,7 @@ def send_round_vm(messages: int) -> float:
     elapsed = time.perf_counter() - started
     confirmed = root["confirmed"]
     agent.close()
+    vm.release()
     assert confirmed == messages, f"VM round confirmed {confirmed} of {messages}"
     return elapsed / messages * 1e6
 
@@ -190,7 +191,8 @@ def send_row(messages: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=1000)
-    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--messages", type=int, default=5000,
+                        help="per round (at most 10,000: an unread memory queue holds that many)")
     parser.add_argument("--rows", default="send,memory")
     args = parser.parse_args()
     logging.getLogger("bridge.agent").setLevel(logging.WARNING)  # both sides: log calls, no I/O

@@ -41,27 +41,27 @@ function repr(value) {
     }
 }
 
-// -- the device agent ---------------------------------------------------------------------
-device <- {connection = null, session = null, sender = null, receiver = null,
-           sent = 0, confirmed = 0, commands = 0};
+// -- the device agent (`deviceAgent`: imp's own `device` global is another thing) --------
+deviceAgent <- {connection = null, session = null, sender = null, receiver = null,
+                sent = 0, confirmed = 0, commands = 0};
 
 function maybeFinish() {
-    if (TELEMETRY_COUNT && device.confirmed >= TELEMETRY_COUNT && device.commands >= 1) {
-        server.log("done: " + device.confirmed + " telemetry confirmed, " + device.commands
+    if (TELEMETRY_COUNT && deviceAgent.confirmed >= TELEMETRY_COUNT && deviceAgent.commands >= 1) {
+        server.log("done: " + deviceAgent.confirmed + " telemetry confirmed, " + deviceAgent.commands
                    + " command(s) accepted");
         agent.stop();
     }
 }
 
 function sendTelemetry() {
-    if (!(device.sender && device.sender.isopen())) return;
-    device.sent++;
-    local n = device.sent;
+    if (!(deviceAgent.sender && deviceAgent.sender.isopen())) return;
+    deviceAgent.sent++;
+    local n = deviceAgent.sent;
     local reading = {device = DEVICE_ID, seq = n, temperature = 20.0 + n / 10.0};
     local message = amqp.createbinarymessage(http.jsonencode(reading),
                                              {seq = n, unit = TELEMETRY_UNIT, alert = n % 5 == 0});
-    device.sender.createtransfer(message).sendasync(function() {
-        device.confirmed++;
+    deviceAgent.sender.createtransfer(message).sendasync(function() {
+        deviceAgent.confirmed++;
         server.log("telemetry #" + n + " confirmed: " + http.jsonencode(reading));
         maybeFinish();
     });
@@ -76,7 +76,7 @@ function onCommands(deliveries) {
         local text = typeof body == "blob" ? body.tostring() : body;
         server.log("command received: " + text + " properties=" + repr(message.properties()));
         delivery.accept();
-        device.commands++;
+        deviceAgent.commands++;
         server.log("command accepted");
     }
     maybeFinish();
@@ -84,11 +84,11 @@ function onCommands(deliveries) {
 
 function onDeviceEvent(event, detail) {
     if (event == "CONNECTION_OPEN") {
-        device.session = device.connection.opensession(onDeviceEvent);
+        deviceAgent.session = deviceAgent.connection.opensession(onDeviceEvent);
     } else if (event == "SESSION_OPEN") {
-        device.receiver = device.session.openreceiver(COMMAND_PATH, onDeviceEvent, onCommands);
+        deviceAgent.receiver = deviceAgent.session.openreceiver(COMMAND_PATH, onDeviceEvent, onCommands);
     } else if (event == "RECEIVER_OPEN") {
-        device.sender = device.session.opensender(TELEMETRY_PATH, onDeviceEvent);
+        deviceAgent.sender = deviceAgent.session.opensender(TELEMETRY_PATH, onDeviceEvent);
     } else if (event == "SENDER_OPEN") {
         server.log("device ready: telemetry -> " + TELEMETRY_PATH + ", commands <- " + COMMAND_PATH);
         if (WITH_CLOUD) startCloud();
@@ -135,4 +135,4 @@ function startCloud() {
     cloud.connection = amqp.openconnection(BROKER_URL, onCloudEvent);
 }
 
-device.connection = amqp.openconnection(BROKER_URL, onDeviceEvent);
+deviceAgent.connection = amqp.openconnection(BROKER_URL, onDeviceEvent);

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from bridge.agent import Agent
 from bridge.fleet.devices import Device, settings_for
+from bridge.loop.heap import freeze_heap
 from bridge.loop.pacing import connect_pacer
 from bridge.loop.pool import current_agent
 from bridge.metrics import metric, serve_metrics
@@ -118,6 +119,7 @@ class Fleet:
             if self._stop.is_set() or self._stop_asked:
                 break
             self._start(run)
+        freeze_heap()  # the scripts' objects live as long as the fleet: see bridge/loop/heap.py
 
     @property
     def metrics_port(self) -> int | None:
@@ -127,6 +129,7 @@ class Fleet:
         """Supervise until `request_stop` (or *timeout* seconds), then close everything."""
         deadline = None if timeout is None else time.monotonic() + timeout
         next_status = time.monotonic() + (self.fleet.status_interval or 3600.0)
+        frozen_connected = False
         try:
             while not self._stop.is_set() and not self._stop_asked:
                 now = time.monotonic()
@@ -135,6 +138,13 @@ class Fleet:
                     break
                 self._handle_failures()
                 self._run_due_restarts(now)
+                if not frozen_connected:
+                    counts = self.counts()
+                    if counts["connected"] == counts["agents"]:
+                        # connections, sessions and links are up: freeze them too, once
+                        frozen_connected = True
+                        log.info("fleet: all %d agents connected", counts["agents"])
+                        freeze_heap()
                 if self.fleet.status_interval and now >= next_status:
                     log.info("fleet: %s", self.status_line())
                     next_status = now + self.fleet.status_interval

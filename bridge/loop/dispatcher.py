@@ -38,6 +38,9 @@ class Dispatcher:
     def __init__(self, name: str = "dispatcher") -> None:
         self.name = name
         self.core = LoopCore(name)
+        # Wake the dispatcher for what was posted quietly while it slept: the core's own
+        # method, bound once (backends call it after every batch; one call level less).
+        self.wake: Callable[[], None] = self.core.wake
         self._before_leaving: list[Timer] = []
         self._leaving_lock = threading.Lock()
         self._stop_requested = False
@@ -62,10 +65,6 @@ class Dispatcher:
         self.core.call_quiet(fn, *args)
         if self._pool is not None:
             self._schedule()
-
-    def wake(self) -> None:
-        """Wake the dispatcher for what was posted quietly while it slept."""
-        self.core.wake()
 
     def _schedule(self) -> None:
         """Hand the queue to the pool unless it is there (or running) already. The token is

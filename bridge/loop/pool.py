@@ -173,14 +173,18 @@ class DispatchPool:
                     self._add_worker()
                     if not self._warned_growth:
                         self._warned_growth = True
-                        log.warning("every dispatcher worker is held by a callback that blocks; "
-                                    "adding workers (now %d, at most %d)", len(self._workers),
+                        # Not only a blocking callback: a long garbage collection or a
+                        # CPU-bound batch also keeps every worker busy past the interval.
+                        log.warning("every dispatcher worker has been busy over %d ms with work "
+                                    "waiting (a callback that blocks?); adding workers (now %d, "
+                                    "at most %d)", SUPERVISE_INTERVAL * 1000, len(self._workers),
                                     self.max_workers)
                 elif not self._warned_cap:
                     self._warned_cap = True
-                    log.warning("all %d dispatcher workers are held by callbacks that block; "
-                                "other agents wait (raise dispatch.max_workers?)",
-                                self.max_workers)
+                    log.warning("all %d dispatcher workers have been busy over %d ms with work "
+                                "waiting; other agents wait (callbacks that block? raise "
+                                "dispatch.max_workers)", self.max_workers,
+                                SUPERVISE_INTERVAL * 1000)
         self._timers.call_later(SUPERVISE_INTERVAL, self._supervise)
 
 

@@ -26,7 +26,7 @@ def _load_profiles() -> list[BackendProfile]:
             continue
         module = importlib.import_module(f"{profiles.__name__}.{info.name}")
         profile = getattr(module, "PROFILE", None)
-        if profile is not None and profile.name in backend_names():
+        if profile is not None and profile.backend_name in backend_names():
             found.append(profile)
     return sorted(found, key=lambda p: p.name)
 

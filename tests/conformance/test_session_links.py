@@ -131,7 +131,8 @@ def test_17_cbs_and_device_paths_are_accepted(ctx: Ctx) -> None:
     if ctx.profile.opens_any_path:
         assert [r.names()[0] for r in recs] == ["SENDER_OPEN", "RECEIVER_OPEN"] * 2
     else:  # the broker decides; the answer is an event, never an exception at the call
-        assert all(r.names()[0].endswith(("_OPEN", "_ERROR")) for r in recs)
+        assert all(r.names()[0].endswith(("_OPEN", "_ERROR")) for r in recs), \
+            [r.names() for r in recs]
 
 
 def test_41_session_and_sender_close(ctx: Ctx) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from bridge.backends.amqp.endpoint import AMQPConnectOptions, connect_options
 from bridge.backends.amqp.handler import ConnectionHandler
+from bridge.backends.amqp.multiplex import MemberHandler, registry_for
 from bridge.backends.amqp.reactor import Deferred, ReactorPool, ReactorSlot, shared_reactors
 from bridge.backends.amqp.settings import AMQPSettings
 from bridge.contract.backend import (
@@ -44,15 +45,18 @@ class AMQPBackend:
         self._reactor: ReactorSlot | None = None
         self._closed = False
         self.options: AMQPConnectOptions | None
+        config: AMQPSettings = context.config or AMQPSettings()
+        self._multiplex = config.multiplex
         try:
-            self.options = connect_options(context.config or AMQPSettings(), context.url,
-                                           context.agent_id, context.connection_index)
+            self.options = connect_options(config, context.url, context.agent_id,
+                                           context.connection_index)
         except ValueError as exc:  # reported as CONNECTION_ERROR by open(): it is asynchronous
             self.options = None
             self._problem = f"amqp:invalid-field: {exc}"
             return
-        self._handler = ConnectionHandler(self.options, self.events, context.close_timeout,
-                                          context.wake)
+        handler_class = MemberHandler if self._multiplex else ConnectionHandler
+        self._handler = handler_class(self.options, self.events, context.close_timeout,
+                                      context.wake)
         self._later = context.later
         threads = getattr(context.settings, "threads", None)
         self._reactors: ReactorPool = reactors or shared_reactors(
@@ -68,8 +72,16 @@ class AMQPBackend:
             return
         if self._reactor is not None or self._closed:
             return
-        slot = self._reactors.place(self._on_crash)
-        self._handler.reactor = slot
+        handler = self._handler
+        if isinstance(handler, MemberHandler):
+            assert self.options is not None
+            registry = registry_for(self._reactors)
+            handler.group, slot = registry.seat(self.options, self._multiplex, self._reactors,
+                                                self._on_crash)
+            handler.registry = registry
+        else:
+            slot = self._reactors.place(self._on_crash)
+        handler.reactor = slot
         self._reactor = slot
         slot.start(self._handler.start)
 

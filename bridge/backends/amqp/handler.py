@@ -47,7 +47,7 @@ log = logging.getLogger("bridge.backends.amqp")
 
 _OUTCOMES = {Outcome.ACCEPTED: Delivery.ACCEPTED, Outcome.REJECTED: Delivery.REJECTED,
              Outcome.RELEASED: Delivery.RELEASED}
-_CONNECTING, _OPEN, _ENDED = range(3)
+CONNECTING, OPEN, ENDED = range(3)
 _MALFORMED_LOGGED = 10  # malformed deliveries logged one by one per connection
 CBS_NODE = "$cbs"
 
@@ -104,7 +104,7 @@ class ConnectionHandler(Handler):
         self.close_timeout = close_timeout
         self.reactor: ReactorSlot | None = None  # set by the backend before it starts
         self.conn: Connection | None = None
-        self.state = _CONNECTING
+        self.state = CONNECTING
         self.local_closed = False
         self.finished = False
         self.sessions: dict[int, _SessionState] = {}
@@ -204,52 +204,52 @@ class ConnectionHandler(Handler):
         self._timers.append(self.reactor.container.schedule(delay, ProtonTimerTask(fn)))
 
     def _on_connect_timeout(self) -> None:
-        if self.state == _CONNECTING and not self.local_closed:
+        if self.state == CONNECTING and not self.local_closed:
             self._fail_connection(
                 f"amqp:resource-limit-exceeded: no AMQP open from {self.options.address} "
                 f"within {self.options.connect_timeout:g} s (amqp.connect_timeout)")
             self._abort_transport()
 
     def on_connection_remote_open(self, event: Event) -> None:
-        if self.state == _CONNECTING and not self.local_closed:
-            self.state = _OPEN
+        if self.state == CONNECTING and not self.local_closed:
+            self.state = OPEN
             log.info("AMQP connection open: %s", self.options.address)
             self.events.connection_opened()
 
     def on_connection_remote_close(self, event: Event) -> None:
         conn = event.connection
-        if not self.local_closed and self.state != _ENDED:
+        if not self.local_closed and self.state != ENDED:
             condition = conn.remote_condition
             if condition is not None:
                 self._fail_connection(codec.condition_text(condition, "amqp:connection:forced"))
             else:
-                self.state = _ENDED
+                self.state = ENDED
                 self.events.connection_closed()
         if conn.state & Endpoint.LOCAL_ACTIVE:
             conn.close()  # answer the peer's close
 
     def on_transport_error(self, event: Event) -> None:
-        if not self.local_closed and self.state != _ENDED:
+        if not self.local_closed and self.state != ENDED:
             self._fail_connection(codec.condition_text(
                 event.transport.condition, "amqp:connection:framing-error: transport error"))
 
     def on_transport_closed(self, event: Event) -> None:
-        if not self.local_closed and self.state != _ENDED:
+        if not self.local_closed and self.state != ENDED:
             self._fail_connection("amqp:connection:framing-error: the connection was lost")
         self._finish()
 
     @property
     def opened(self) -> bool:
         """The peer's open frame came and the connection has not ended."""
-        return self.state == _OPEN
+        return self.state == OPEN
 
     @property
     def ended(self) -> bool:
         """Closed by the contract or ended by the peer: nothing more is reported."""
-        return self.local_closed or self.state == _ENDED
+        return self.local_closed or self.state == ENDED
 
     def _fail_connection(self, detail: str) -> None:
-        self.state = _ENDED
+        self.state = ENDED
         log.warning("AMQP connection to %s failed: %s", self.options.address, detail)
         self.events.connection_error(detail)
 
@@ -293,14 +293,14 @@ class ConnectionHandler(Handler):
             return
         if conn.state & Endpoint.LOCAL_ACTIVE:
             conn.close()
-        if self.state == _CONNECTING:
+        if self.state == CONNECTING:
             self._abort_transport()  # nothing to say goodbye to yet
         else:
             self._schedule(self.close_timeout, self._abort_transport)
 
     # -- sessions -----------------------------------------------------------------------------
     def cmd_open_session(self, handle: SessionHandle) -> None:
-        if self.conn is None or self.local_closed or self.state != _OPEN:
+        if self.conn is None or self.local_closed or self.state != OPEN:
             return  # the connection is ending; the contract closes the session with it
         session = self.conn.session()
         state = _SessionState(handle, session)

@@ -18,9 +18,11 @@ connections that reported something (`Reactor.reported`), once each.
 
 from __future__ import annotations
 
+import atexit
 import enum
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -321,9 +323,27 @@ class ReactorPool:
             reactor.slots.add(slot)  # counted from now on (placement is by load)
             return slot
 
+    def place_on(self, reactor: Reactor, on_crash: Callable[[BaseException], None]
+                 ) -> ReactorSlot:
+        """A slot on *reactor* (a multiplexed connection's members share its thread)."""
+        with self._lock:
+            slot = ReactorSlot(reactor, on_crash)
+            reactor.slots.add(slot)
+            return slot
+
     @property
     def reactors(self) -> list[Reactor]:
         return list(self._reactors)
+
+    def stop(self, timeout: float = 2.0) -> bool:
+        """End every reactor's thread (any thread but theirs); True when all have ended."""
+        with self._lock:
+            reactors, self._reactors = self._reactors, []
+        for reactor in reactors:
+            if reactor._started:
+                reactor.submit(reactor.finish)
+        deadline = time.monotonic() + timeout
+        return all(reactor.join(max(0.0, deadline - time.monotonic())) for reactor in reactors)
 
 
 _shared_pool: ReactorPool | None = None
@@ -337,4 +357,17 @@ def shared_reactors(size: int | None = None) -> ReactorPool:
     with _shared_lock:
         if _shared_pool is None:
             _shared_pool = ReactorPool(size or None)
+            # The reactors are daemon threads that outlive the connections. At exit, cproton's
+            # own atexit hook frees the objects it keeps for proton while a reactor may still
+            # be in proton: the process aborted (SIGABRT after a clean relay SIGTERM, seen in
+            # the suite). Ours is registered after cproton's import, so it runs first.
+            atexit.register(_stop_shared_reactors)
         return _shared_pool
+
+
+def _stop_shared_reactors() -> None:
+    global _shared_pool
+    with _shared_lock:
+        pool, _shared_pool = _shared_pool, None
+    if pool is not None and not pool.stop():
+        log.warning("an AMQP reactor thread did not end at exit")

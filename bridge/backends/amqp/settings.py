@@ -52,6 +52,11 @@ class AMQPSettings(Section):
     prefetch: int = Field(100, ge=1, description="Link credit of each receiver: unsettled "
                                                  "deliveries it may hold (re-granted one per "
                                                  "settlement).")
+    multiplex: int = Field(0, ge=0, description="Connections of any agents to the same host "
+                           "with the same TLS and SASL settings share one physical AMQP "
+                           "connection, at most this many on each (each keeps its own sessions, "
+                           "links, $cbs token and CONNECTION_* events: IoT Hub's gateway "
+                           "pattern, up to ~995 devices per connection); 0: one each.")
     connect_timeout: float = Field(10.0, gt=0, description="Seconds from openconnection to "
                                                            "the broker's open frame before "
                                                            "CONNECTION_ERROR.")

@@ -19,8 +19,6 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -82,6 +80,32 @@ class _Queue:
         self.stats = QueueStats()
 
 
+class _Operation:
+    """`MemoryBroker._operation`: a class, not a ``@contextmanager`` generator - the generator
+    protocol cost 1.5 us of the memory backend's ~5 us per message (two operations each)."""
+
+    __slots__ = ("broker",)
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        self.broker = broker
+
+    def __enter__(self) -> None:
+        broker = self.broker
+        broker.lock.acquire()
+        broker._depth += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        broker = self.broker
+        broker._depth -= 1
+        to_wake = None
+        if not broker._depth and broker._to_wake:
+            to_wake, broker._to_wake = broker._to_wake, set()
+        broker.lock.release()
+        if to_wake:
+            for client in to_wake:
+                client.wake()
+
+
 class MemoryBroker:
     """One in-process broker."""
 
@@ -93,22 +117,9 @@ class MemoryBroker:
         self._delivery_ids = itertools.count(1)
         self._to_wake: set[Client] = set()
         self._depth = 0  # nested operations (lock held)
-
-    @contextmanager
-    def _operation(self) -> Iterator[None]:
-        """The lock for one operation; the clients reported to are woken once the outermost
-        operation is over."""
-        to_wake: set[Client] = set()
-        with self.lock:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if not self._depth and self._to_wake:
-                    to_wake, self._to_wake = self._to_wake, set()
-        for client in to_wake:
-            client.wake()
+        # `with self._op:` - the lock for one operation; the clients reported to are woken
+        # once the outermost operation is over
+        self._op = _Operation(self)
 
     # -- hub-side API (tests, demos) --------------------------------------------------------
     def stats(self, address: str) -> QueueStats:
@@ -136,7 +147,7 @@ class MemoryBroker:
         message = Message(received_value(message.body()) if message.kind is BodyKind.VALUE
                           else message.body(), received_properties(message._properties),
                           message.kind)
-        with self._operation():
+        with self._op:
             queue = self._queue(address, capacity=None)
             queue.messages.append(_Entry(message))
             queue.stats.enqueued += 1
@@ -144,7 +155,7 @@ class MemoryBroker:
 
     def drop_connections(self, detail: str = "amqp:connection:forced: connection dropped") -> int:
         """Fail every open connection as if the network went away; returns how many."""
-        with self._operation():
+        with self._op:
             victims = list(self._clients)
             for client in victims:
                 self.disconnect(client)
@@ -156,7 +167,7 @@ class MemoryBroker:
     def detach(self, address: str, condition: str, description: str) -> int:
         """Detach every link on *address* with an error, as a broker does; returns how many."""
         detail = f"{condition}: {description}"
-        with self._operation():
+        with self._op:
             victims = [(client, link) for client, links in self._clients.items()
                        for bound, link in list(links.values()) if bound == address]
             for client, link in victims:
@@ -173,7 +184,7 @@ class MemoryBroker:
 
     def disconnect(self, client: Client) -> None:
         """Detach every link of *client*; unsettled deliveries go back to their queues."""
-        with self._operation():
+        with self._op:
             for address, link in list(self._clients.get(client, {}).values()):
                 self._detach(client, address, link)
             self._clients.pop(client, None)
@@ -181,7 +192,7 @@ class MemoryBroker:
     def attach(self, client: Client, address: str, link: LinkHandle, *, capacity: int,
                credit: int) -> None:
         """Attach *link* (a sender, or a receiver with *credit*) to *address*."""
-        with self._operation():
+        with self._op:
             self._clients.setdefault(client, {})[link.id] = (address, link)
             queue = self._queue(address, capacity)
             if link.role == "receiver":
@@ -194,7 +205,7 @@ class MemoryBroker:
             self._to_wake.add(client)
 
     def detach_link(self, client: Client, link: LinkHandle) -> None:
-        with self._operation():
+        with self._op:
             bound = self._clients.get(client, {}).get(link.id)
             if bound is not None:
                 self._detach(client, bound[0], link)
@@ -205,8 +216,8 @@ class MemoryBroker:
 
     def send(self, client: Client, address: str, transfer: TransferHandle) -> None:
         """Enqueue *transfer* on *address*, or hold it until the queue has room (credit)."""
-        with self._operation():
-            if not self.attached(client, transfer.link):
+        with self._op:
+            if transfer.link.id not in self._clients.get(client, {}):  # attached()
                 client.events.transfer_failed(transfer, "amqp:link:detach-forced: link closed")
                 self._to_wake.add(client)
                 return
@@ -218,7 +229,7 @@ class MemoryBroker:
 
     def enqueue(self, address: str, message: Message) -> None:
         """Put *message* on *address* (a node's reply): no capacity, no sender."""
-        with self._operation():
+        with self._op:
             queue = self._queue(address, None)
             queue.messages.append(_Entry(message))
             queue.stats.enqueued += 1
@@ -233,7 +244,7 @@ class MemoryBroker:
 
     def settle(self, address: str, consumer: Consumer, token: int, outcome: Outcome,
                max_delivery_count: int) -> None:
-        with self._operation():
+        with self._op:
             queue = self._queue(address, None)
             entry = consumer.unsettled.pop(token, None)
             if entry is None:

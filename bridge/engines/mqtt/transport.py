@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties
 
+from bridge.engines.logburst import BurstLog
 from bridge.engines.mqtt import reasons
 from bridge.engines.mqtt.bufferedsocket import BufferedSocket
 from bridge.engines.mqtt.client import no_delay
@@ -35,6 +36,8 @@ from bridge.loop.network import READ, WRITE, LoopPool, NetworkLoop, shared_loops
 from bridge.loop.pacing import ConnectPacer, connect_pacer
 
 log = logging.getLogger("bridge.backends.mqtt")
+# one line per lost connection for the first few, then a count: a broker restart under a fleet
+_lost_log = BurstLog(log, "MQTT connections lost")
 
 
 class DriverState(StrEnum):
@@ -465,7 +468,7 @@ class Driver:
                 else:
                     self._finish(detail)
                 return
-            log.warning("MQTT connection lost (%s); reconnecting", detail)
+            _lost_log.warning("MQTT connection lost (%s); reconnecting", detail)
             self.state = DOWN
             self._attempts = 0
             self._set_timer(backoff_delay(0, self.options.min_delay, self.options.max_delay),

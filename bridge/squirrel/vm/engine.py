@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 agent_log = logging.getLogger("bridge.agent")
 
+INITIAL_STACK = 128
 _INTERNAL_SOURCES = frozenset({PRELUDE_NAME, "bridge-value", "__main__"})
 
 _COMPILE_PROBE = (
@@ -53,7 +54,8 @@ class SquirrelVM:
 
     def __init__(self, agent: Agent, env: ImpEnv) -> None:
         self.agent = agent
-        self._vm: Any = squirrel.SQVM()
+        # A small initial stack (the VM grows it on demand): 1,024 slots cost 16 KiB per agent.
+        self._vm: Any = squirrel.SQVM(INITIAL_STACK)
         self._last_error: tuple[str, str] | None = None
         self._owner: int | None = None  # the thread inside the VM now, if any
         self._depth = 0

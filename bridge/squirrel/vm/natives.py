@@ -8,6 +8,7 @@ prelude throws its message as a Squirrel error at the caller's line.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -197,6 +198,7 @@ class Natives:
         wrapped["error"] = lambda message: error(_text(message))
         wrapped["agenturl"] = http.agenturl
         wrapped["stop"] = stop
+        wrapped["time"] = lambda: int(time.time())
         wrapped["exit"] = exit_
         return wrapped
 

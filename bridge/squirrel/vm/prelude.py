@@ -333,6 +333,11 @@ server <- {
 
 print <- function(message) { __b("log", message); };
 
+// The C library's time() reads a coarse clock that lags a few ms behind at each second
+// boundary: two calls a millisecond apart can give different seconds (SAS tokens made back to
+// back then differ). The agent's clock is the bridge's.
+time <- function() { return __b("time"); };
+
 class HttpRequest {
     _h = null;
     constructor(h) { _h = h; }

@@ -18,6 +18,8 @@ class BackendProfile:
     """Base profile. Subclasses override what differs for their backend."""
 
     name = "base"
+    #: the registered backend the profile runs on (a profile may be a configuration of one)
+    backend = ""
     # seconds a test waits for an event before failing
     timeout = 10.0
 
@@ -25,9 +27,13 @@ class BackendProfile:
         """None if the backend's services are reachable, else why not (the suite then fails)."""
         return None
 
+    @property
+    def backend_name(self) -> str:
+        return self.backend or self.name
+
     def settings(self, **overrides: Any) -> Settings:
         """Settings for an agent on this backend; *overrides* are Settings(**kwargs) fields."""
-        return Settings(backend=self.name, **overrides)
+        return Settings(backend=self.backend_name, **overrides)
 
     def url(self) -> str:
         """The URL agent code passes to amqp.openconnection."""
@@ -71,7 +77,7 @@ class BackendProfile:
     # docs/semantics.md use); a profile overrides only what its test peer changes ------------
     @property
     def capabilities(self) -> Capabilities:
-        return backend_entry(self.name).capabilities
+        return backend_entry(self.backend_name).capabilities
 
     @property
     def deviations(self) -> Mapping[int, str]:

@@ -79,7 +79,7 @@ class IoTHubProfile(BackendProfile):
             extra.setdefault("connection_string", device.connection_string)
         iothub = hub.iothub_settings(type_hints=True, **extra)
         overrides.setdefault("agent_id", f"conf-{uuid.uuid4().hex[:12]}")
-        return Settings(backend=self.name, iothub=iothub, **overrides)
+        return Settings(backend=self.backend_name, iothub=iothub, **overrides)
 
     def agent(self, **overrides: Any) -> Agent:
         device = self.hub().device(module=True)

@@ -104,7 +104,7 @@ class MQTTProfile(BackendProfile):
         # Mosquitto disconnects a client whose id is reused: every agent gets its own id.
         overrides.setdefault("agent_id", f"conf-{uuid.uuid4().hex[:12]}")
         mqtt = {"url": f"mqtt://{HOST}:{PORT}", **overrides.pop("mqtt", {})}
-        return Settings(backend=self.name, mqtt=mqtt, **overrides)
+        return Settings(backend=self.backend_name, mqtt=mqtt, **overrides)
 
     # -- fault hooks -----------------------------------------------------------------------------
     def failing_open(self) -> tuple[Settings, str]:

@@ -240,3 +240,36 @@ def test_a_clean_put_token_run_logs_no_warning(agent: Agent, device: HubDevice,
     wait(agent, lambda: confirmed == [1], "the send confirmed")
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
             and r.name.startswith("bridge")] == []
+
+
+def test_devices_multiplexed_on_one_connection_each_authorise_with_their_own_token(
+        iothub_standin: Hub) -> None:
+    """IoT Hub's gateway pattern (``amqp.multiplex``): five device agents on one physical
+    connection, each with its own ``$cbs`` put-token; a wrong key fails only its own device."""
+    devices = [iothub_standin.register_device(f"mux-{n}-{os.urandom(4).hex()}") for n in range(5)]
+    settings = Settings(backend="amqp", amqp={"url": iothub_standin.amqp_url,
+                                              "ca_file": str(iothub_standin.ca_file),
+                                              "multiplex": 10})
+    agents = [Agent(settings.model_copy(update={"agent_id": d.device_id})) for d in devices]
+    connections_before = iothub_standin.counters().get("amqp.connections", 0)
+    clients = [LegacyIoTHubClient(agent, device, device.key if n else random_key())
+               for n, (agent, device) in enumerate(zip(agents, devices, strict=True))]
+    try:
+        for client in clients:
+            client.connect()
+        for agent, client in zip(agents, clients, strict=True):
+            wait(agent, lambda c=client: c.connected is not None, "onConnected")
+        assert clients[0].connected == "Not authorised with Azure IOT Hub"
+        assert [c.connected for c in clients[1:]] == [""] * 4
+        confirmed: list[str] = []
+        for agent, client, device in zip(agents[1:], clients[1:], devices[1:], strict=True):
+            client.send_event({"from": device.device_id}, {},
+                              lambda d=device.device_id: confirmed.append(d))
+            wait(agent, lambda d=device.device_id: d in confirmed, "the send confirmed")
+        for device in devices[1:]:
+            (event,) = device.wait_d2c(1)
+            assert json.loads(event.body) == {"from": device.device_id}
+        assert iothub_standin.counters()["amqp.connections"] - connections_before == 1
+    finally:
+        for agent in agents:
+            agent.close()

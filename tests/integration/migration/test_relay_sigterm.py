@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +60,22 @@ def queue_total(address: str) -> int:
         if len(parts) == 2 and parts[0] == name:
             return int(parts[1])
     return 0
+
+
+def settled_queue_total(address: str, expected: int, timeout: float = 15.0) -> int:
+    """`queue_total` once it is *expected*, or what it is at *timeout*.
+
+    RabbitMQ applies a session's acknowledgements in the queue's own process, after the
+    session may already have answered the close: right after the relay exits, the count can
+    still include messages it acknowledged (seen: 689 of 3,423, once in ten runs). An ack that
+    was really lost keeps the count above *expected* and fails the assertion all the same.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        total = queue_total(address)
+        if total == expected or time.monotonic() >= deadline:
+            return total
+        time.sleep(0.2)  # polling the broker's count; the deadline decides
 
 
 def precreate_session(port: int, client_id: str, topic: str) -> None:
@@ -172,7 +189,7 @@ session_expiry = 600
     assert 0 < up_first < n, counts
     # Settled at the source exactly what it forwarded: the rest is back in the queue, nothing
     # is left unacknowledged and nothing forwarded is still there.
-    assert queue_total(up_source) == n - up_first
+    assert settled_queue_total(up_source, n - up_first) == n - up_first
     # ... and what it forwarded is at the target
     assert counter.wait_unique(up_first, 30)
 
@@ -190,7 +207,7 @@ session_expiry = 600
         second.drain()
         second._drain()
     assert counter.wait_unique(n, 30), f"{n - counter.unique} message(s) lost"
-    assert queue_total(up_source) == 0
+    assert settled_queue_total(up_source, 0) == 0
     # Nothing the first run forwarded came back to the second one: it was acknowledged at the
     # source before the first run exited (MQTT: the PUBACKs went out before the DISCONNECT).
     assert (up.stats.forwarded, down.stats.forwarded) == (n - up_first, n - down_first)

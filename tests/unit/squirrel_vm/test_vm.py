@@ -322,3 +322,14 @@ def test_ctrl_c_inside_a_native_unwinds_the_vm_then_raises(
         load(vm, 'try { http.jsondecode("1"); } catch (e) { server.log("caught " + e); }')
     load(vm, 'server.log("the VM still works");')
     agent.close()
+
+
+def test_time_is_the_bridges_clock(lines: Lines) -> None:
+    import time
+    agent, vm = make_vm()
+    before = int(time.time())
+    load(vm, 'server.log(typeof time() + " " + time());')
+    after = int(time.time())
+    agent.close()
+    kind, value = lines.messages()[0].split()
+    assert kind == "integer" and before <= int(value) <= after
