@@ -94,6 +94,7 @@ def _python_agent() -> tuple[Agent, dict[str, Any], Callable[[], None], Callable
                                  "imp": agent.imp, "server": agent.server, "agent": agent}
     exec(compile(path.read_text(), str(path), "exec"), namespace)
     device = namespace["device"]
+    namespace["state"] = device
     return agent, namespace, namespace["send_telemetry"], lambda: device["confirmed"]
 
 
@@ -124,14 +125,16 @@ def _translated_agent(json_dumps: bool = False) -> tuple[Agent, dict[str, Any],
                                  "http": _JsonDumpsHttp(env.http) if json_dumps else env.http,
                                  "crypto": env.crypto, "device": env.device, "agent": agent}
     exec(compile(translation.python, "telemetry_agent.nut.py", "exec"), namespace)
-    device = namespace["device"]
+    # the .nut names its state table deviceAgent (imp's own `device` global is another thing)
+    device = namespace["deviceAgent"] if "deviceAgent" in namespace else namespace["device"]
+    namespace["state"] = device
     return agent, namespace, namespace["sendTelemetry"], lambda: device["confirmed"]
 
 
 def per_message(make: Callable[[], tuple[Agent, dict[str, Any], Callable[[], None],
                                          Callable[[], int]]], messages: int) -> float:
     agent, namespace, send, confirmed = make()
-    device = namespace["device"]
+    device = namespace["state"]
 
     def sender_open() -> bool:
         sender = device["sender"]
