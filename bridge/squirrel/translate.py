@@ -58,7 +58,9 @@ def wrap_line(line: str, limit: int = MAX_LINE) -> list[str]:
     possible); continuation lines are indented four more than the line's own indentation."""
     if len(line) <= limit or line.lstrip().startswith("#"):
         return [line]
-    indent = " " * (len(line) - len(line.lstrip()) + 4)
+    # a continuation of a block header (if/while/def …:) is indented twice, so it does not
+    # line up with the block's body
+    indent = " " * (len(line) - len(line.lstrip()) + (8 if line.endswith(":") else 4))
     cuts: list[int] = []
     depth = 0
     quote = ""
@@ -131,9 +133,11 @@ def translate_programs(programs: Sequence[ast.Program]) -> Translation:
     files = [p.file for p in programs]
     main = files[-1] if files else "<string>"
     header = [
-        f'"""Translated from {main} by `bridge port`: Squirrel semantics kept through the',
-        "`sq` runtime (32-bit integers and floats, string concatenation, Squirrel truth).",
-        "Run it with `bridge run` like any ported agent script.",
+        f'"""Translated from {main} by `bridge port`.',
+        "",
+        "Squirrel's semantics are kept through the `sq` runtime (32-bit integers and floats,",
+        "string concatenation, Squirrel truth, missing slots). Run it with `bridge run` like any",
+        "ported agent script.",
         '"""',
         "",
         "from bridge.squirrel import runtime as sq",

@@ -66,6 +66,24 @@ def py_literal(value: Any) -> str:
     return py_string(str(value))
 
 
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "{": "{{", "}": "}}"}
+
+
+def _fstring_text(text: str, quote: str) -> str:
+    """``text`` as the literal part of an f-string quoted with ``quote`` (non-ASCII kept)."""
+    out = []
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ch == quote:
+            out.append("\\" + quote)
+        elif ord(ch) < 32 or ord(ch) == 127:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 class ExprMixin(EmitterBase):
     """The expression half of `Emitter` (which provides ``self.res``, ``self.pre`` ...)."""
 
@@ -382,25 +400,25 @@ class ExprMixin(EmitterBase):
     def concatenation(self, chain: list[ast.Node]) -> str:
         """``"text" + a + b``: from a string on, ``+`` only concatenates, so the chain is an
         f-string of the items' Squirrel text (``sq.tostring``)."""
-        parts = []
+        parts: list[tuple[str, str]] = []
         for item in chain:
             if isinstance(item, ast.String):
                 parts.append(("s", item.value))
-                continue
-            text = self.expr(item)
-            if any(c in text for c in "\"'\\{}\n"):
-                return "sq.add(" + ", ".join(self.expr(i) for i in chain) + ")"
-            parts.append(("e", text))
+            else:
+                parts.append(("e", self.expr(item)))
+        codes = "".join(text for kind, text in parts if kind == "e")
+        quote = next((q for q in ('"', "'") if q not in codes), None)
+        if quote is None or any(c in codes for c in "\\{}\n"):
+            # Python 3.11's f-strings take no backslash, brace or the quote inside {}
+            return "sq.add(" + ", ".join(text if kind == "e" else py_string(text)
+                                         for kind, text in parts) + ")"
         body = []
         for kind, text in parts:
             if kind == "s":
-                literal = py_string(text)[1:-1]
-                if py_string(text)[0] != '"':  # repr chose single quotes: re-escape for "..."
-                    literal = text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
-                body.append(literal.replace("{", "{{").replace("}", "}}"))
+                body.append(_fstring_text(text, quote))
             else:
                 body.append("{sq.tostring(" + text + ")}")
-        return 'f"' + "".join(body) + '"'
+        return "f" + quote + "".join(body) + quote
 
     def table(self, node: ast.TableLiteral) -> str:
         if not node.slots:
