@@ -11,6 +11,7 @@ position only on the C++ stderr).
 
 from __future__ import annotations
 
+import functools
 import logging
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import squirrel
 
+from bridge.squirrel.errors import SquirrelSyntaxError
+from bridge.squirrel.parser import declared_constants, parse
 from bridge.squirrel.vm.errors import Frame, SquirrelCompileError, SquirrelRuntimeError
 from bridge.squirrel.vm.natives import Natives
 from bridge.squirrel.vm.prelude import PRELUDE, PRELUDE_NAME, REMOVED_GLOBALS
@@ -187,7 +190,9 @@ class SquirrelVM:
     def load(self, files: Sequence[tuple[str, str]]) -> None:
         """Compile and run each ``(name, source)`` in order (required libraries first, the
         agent last), in this VM's root table."""
+        constants: frozenset[str] = frozenset()
         for index, (name, source) in enumerate(files):
+            constants = check_syntax(name, source, constants)
             self._enter()
             try:
                 closure = self._compile(source, name)
@@ -213,6 +218,22 @@ class SquirrelVM:
                    "foreach (k in names) delete r[k];")
         vm.collectgarbage()
         self.natives.release()
+
+
+@functools.lru_cache(maxsize=64)
+def check_syntax(name: str, source: str, constants: frozenset[str]) -> frozenset[str]:
+    """Parse *source* with the bridge's parser before the VM's compiler sees it; the constants
+    declared so far (for the next file). The 3.0.5 compiler crashes the process (SIGSEGV) on
+    some invalid input; the parser is checked against that compiler (a fuzz test: no
+    disagreement on what compiles) and names the file, line and column. Cached: a fleet loads
+    the same sources once per device."""
+    try:
+        program = parse(source, name, constants=constants)
+    except SquirrelSyntaxError as exc:
+        construct = f" (in {exc.construct})" if exc.construct else ""
+        raise SquirrelCompileError(exc.file, exc.line, exc.column, exc.message + construct) \
+            from None
+    return constants | frozenset(declared_constants(program))
 
 
 def compile_error(files: Sequence[tuple[str, str]], message: str) -> SquirrelCompileError:

@@ -133,6 +133,15 @@ def test_a_compile_error_names_file_line_and_column() -> None:
     agent.close()
 
 
+def test_source_the_compiler_would_crash_on_is_refused_before_it() -> None:
+    # `a++ = 1`: the 3.0.5 compiler accepts (or crashes on) some invalid assignments; the
+    # bridge's parser refuses them first, naming the place
+    agent, vm = make_vm()
+    with pytest.raises(SquirrelCompileError, match=r"^crash.nut:2:5: can't assign"):
+        load(vm, "local a = 1;\na++ = 1;\n", "crash.nut")
+    agent.close()
+
+
 def test_a_compile_error_in_a_required_library_names_the_library() -> None:
     agent, vm = make_vm()
     with pytest.raises(SquirrelCompileError, match=r"^agent.nut:2:\d+: "):
