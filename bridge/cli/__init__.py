@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from bridge.cli.app import cli
 from bridge.cli.fleet import fleet_command
+from bridge.cli.port import port
 from bridge.cli.run import run
 from bridge.cli.services import demo, relay, shadow_report
 from bridge.cli.settings import backends, config_command
@@ -19,6 +20,7 @@ from bridge.cli.squirrel import scan_command
 cli.add_command(backends)
 cli.add_command(config_command)
 cli.add_command(run)
+cli.add_command(port)
 cli.add_command(demo)
 cli.add_command(relay)
 cli.add_command(shadow_report)

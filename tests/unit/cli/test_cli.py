@@ -79,7 +79,7 @@ def test_help_describes_the_project_commands_and_examples() -> None:
         assert option in text
     commands = text.split("Commands:", 1)[1].strip().splitlines()
     names = [line.split()[0] for line in commands]
-    assert names == ["backends", "config", "demo", "fleet", "hub", "relay", "run", "scan",
+    assert names == ["backends", "config", "demo", "fleet", "hub", "port", "relay", "run", "scan",
                      "shadow-report"]
     assert not any(line.rstrip().endswith("...") for line in commands)  # one full line each
 

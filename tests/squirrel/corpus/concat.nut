@@ -1,0 +1,13 @@
+print("a" + 1);
+print(1 + "a");
+print("a" + 1.5);
+print("a" + true + false);
+print("x" + 1 + 2);
+print(1 + 2 + "x");
+print("f" + 0.1);
+print("e" + 1e20);
+print("n" + null);
+local s = "";
+for (local i = 0; i < 3; i++) s += i;
+print(s);
+print("abc" + "def");
