@@ -279,19 +279,29 @@ class Forwarder:
             return
         ledger = self.ledger
         pending, inflight, window = self.pending, self.inflight, self.window
-        sent = False
-        while pending and len(inflight) < window:
+        if ledger is None:
+            while pending and len(inflight) < window:
+                item = pending.popleft()
+                transfer = sender.createtransfer(item.message)
+                inflight[transfer] = item
+                transfer.sendasync(lambda t=transfer: self._confirmed(t))
+            return
+        # With a ledger the batch's "sent" records are written before anything is sent: a
+        # message a kill may duplicate is always one the next run counts.
+        batch = []
+        while pending and len(inflight) + len(batch) < window:
             item = pending.popleft()
+            if item.key in ledger.unconfirmed_at_start and item.attempts == 0:
+                self.stats.resent_after_restart += 1
+            ledger.sent(item.key)
+            batch.append(item)
+        if not batch:
+            return
+        ledger.flush()
+        for item in batch:
             transfer = sender.createtransfer(item.message)
             inflight[transfer] = item
-            if ledger is not None:
-                if item.key in ledger.unconfirmed_at_start and item.attempts == 0:
-                    self.stats.resent_after_restart += 1
-                ledger.sent(item.key)
-            sent = True
             transfer.sendasync(lambda t=transfer: self._confirmed(t))
-        if sent and ledger is not None:
-            ledger.flush()
 
     def _confirmed(self, transfer: Transfer) -> None:
         item = self.inflight.pop(transfer, None)

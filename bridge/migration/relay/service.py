@@ -159,7 +159,8 @@ class Relay:
                          f"{len(f.inflight)}, waiting {len(f.pending)} (peak {s.waiting_peak}), "
                          f"failed {s.failed}, resent {s.resent}, redelivered "
                          f"{s.redelivered}, dead-lettered {s.dead_lettered}, dropped "
-                         f"{s.dropped}, skipped {s.skipped}")
+                         f"{s.dropped}, skipped {s.skipped}, resent after restart "
+                         f"{s.resent_after_restart}")
         sides = ", ".join(f"{side.name} {side.state}" for side in self.sides.values())
         return "; ".join(parts) + f" | {sides}"
 
