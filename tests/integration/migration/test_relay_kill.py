@@ -154,7 +154,7 @@ class WatchedRelay(RelayProcess):
                 self.lines.append(line.rstrip())
                 self.changed.notify_all()
 
-    def wait_connected(self, sides: int = 2, timeout: float = 30) -> None:
+    def wait_connected(self, sides: int = 2, timeout: float = 60) -> None:
         with self.changed:
             assert self.changed.wait_for(
                 lambda: sum("connected" in line for line in self.lines) >= sides, timeout), \
