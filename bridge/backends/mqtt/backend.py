@@ -73,7 +73,8 @@ class MQTTBackend(MQTTConnection):
                 v5=self.v5, qos=settings.qos, release_delay=settings.release_delay,
                 max_delivery_count=settings.max_delivery_count,
                 dead_letter_topic=settings.dead_letter_topic,
-                shared_group=settings.shared_group, hold_resumed=True),
+                shared_group=settings.shared_group, hold_resumed=True,
+                topic_property=settings.topic_property),
             max_inflight=settings.max_inflight, buffer_limit=settings.buffer_limit)
 
     def __repr__(self) -> str:

@@ -95,6 +95,10 @@ class MQTTSettings(ReconnectDelays):
     dead_letter_topic: str | None = Field(None, description="Where rejected deliveries are "
                                                             "republished (none: dropped, "
                                                             "counted).")
+    topic_property: str | None = Field(None, min_length=1, description="Put the topic each "
+                                       "message arrived on into this application property of "
+                                       "the received message (none: not added); the relay "
+                                       "uses it for topic templates.")
     connect_timeout: float = Field(10.0, gt=0, description="Seconds for TCP/TLS connect and for "
                                                            "the CONNACK.")
     shared_group: str | None = Field(None, description="Subscribe receivers as the shared "

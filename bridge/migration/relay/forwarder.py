@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from bridge.contract.message import Message
 from bridge.contract.objects import Delivery, Transfer
 from bridge.migration.relay.ids import (
     ID_PROPERTY,
@@ -30,6 +31,13 @@ from bridge.migration.relay.ids import (
     with_properties,
 )
 from bridge.migration.relay.ledger import Ledger
+from bridge.migration.relay.templates import (
+    TOPIC_PROPERTY,
+    captures,
+    compile_target,
+    parse_source,
+    render,
+)
 from bridge.migration.routing import target_settings
 from bridge.migration.settings import RelayRule
 
@@ -151,13 +159,15 @@ class Side:
 class Item:
     """One source message on its way: its delivery, stable id and attempts."""
 
-    __slots__ = ("arrived", "attempts", "delivery", "key", "message", "reason")
+    __slots__ = ("arrived", "attempts", "delivery", "key", "message", "reason", "target")
 
-    def __init__(self, delivery: Delivery, message: Any, key: str, arrived: float) -> None:
+    def __init__(self, delivery: Delivery, message: Message, key: str, arrived: float,
+                 target: str | None = None) -> None:
         self.delivery = delivery
         self.message = message  # what is sent: the source message with its stable id
         self.key = key  # the ledger's key: the stable id within this rule
         self.arrived = arrived
+        self.target = target  # the rendered target path of a templated rule
         self.attempts = 0
         self.reason = ""
 
@@ -175,14 +185,19 @@ class Forwarder:
         self.source_side = source
         self.target_side = target
         self.dead_side = dead
-        self.source_path = parse_endpoint(rule.source)[1]
+        # ValueError (the relay names the rule) for a bad wildcard or template
+        self.pattern = parse_source(rule.source)
+        self.template = compile_target(rule.target, self.pattern)
+        self.source_path = self.wildcard_path(index) if self.pattern.topic_filter \
+            else parse_endpoint(rule.source)[1]
         self.target_path = parse_endpoint(rule.target)[1]
         self.dead_path = parse_endpoint(rule.dead_letter)[1] if dead is not None \
             and rule.dead_letter else None
         self.window = rule.window or relay.settings.relay.window
         self.ledger = relay.ledger
         self.receiver: Any = None
-        self.sender: Any = None
+        self.sender: Any = None  # a static target's
+        self.senders: dict[str, Any] = {}  # a templated target's, per rendered path
         self.dead_sender: Any = None
         self.pending: deque[Item] = deque()
         self.inflight: dict[Transfer, Item] = {}
@@ -192,19 +207,29 @@ class Forwarder:
         self._settle_scheduled = False
         self.stats: RuleStats = RuleStats()
 
+    @staticmethod
+    def wildcard_path(index: int) -> str:
+        """The receiver path of rule *index*'s wildcard source: the relay maps it to the topic
+        filter with an MQTT topic rule (paths themselves cannot hold wildcards)."""
+        return f"/bridge-relay/rule{index}"
+
     # -- links ------------------------------------------------------------------------------
     def side_up(self, side: Side) -> None:
         if side is self.source_side and self.receiver is None:
             self.receiver = side.session.openreceiver(self.source_path, self._receiver_event,
                                                       self._deliveries)
         if side is self.target_side and self.sender is None:
-            self.sender = side.session.opensender(self.target_path, self._sender_event)
+            if self.template.is_static:
+                self.sender = side.session.opensender(self.target_path, self._sender_event)
+            else:
+                self._pump()  # senders open per rendered path, on demand
         if side is self.dead_side and self.dead_sender is None:
             self.dead_sender = side.session.opensender(self.dead_path, self._dead_event)
 
     def side_down(self, side: Side) -> None:
         if side is self.target_side:
             self.sender = None
+            self.senders.clear()
             self._requeue_inflight()
         if side is self.dead_side:
             self.dead_sender = None
@@ -227,7 +252,7 @@ class Forwarder:
             self.receiver = None
             self.source_side.lost(f"receiver {self.source_path}: {detail}")
 
-    def _sender_event(self, event: str, detail: str | None) -> None:
+    def _sender_event(self, event: str, detail: str | None, path: str | None = None) -> None:
         if event == "SENDER_OPEN":
             self._pump()
         elif event == "SENDER_ERROR":
@@ -239,10 +264,14 @@ class Forwarder:
                 return
             log.error("relay %s: target sender failed: %s", self.name, detail)
             self.sender = None
+            self.senders.clear()
             self._requeue_inflight()
-            self.target_side.lost(f"sender {self.target_path}: {detail}")
+            self.target_side.lost(f"sender {path or self.target_path}: {detail}")
         elif event == "SENDER_CLOSED":
-            self.sender = None
+            if path is None:
+                self.sender = None
+            else:
+                self.senders.pop(path, None)
             self._requeue_inflight()
 
     def _requeue_inflight(self) -> None:
@@ -258,24 +287,47 @@ class Forwarder:
         # once to this same receiver (and MQTT redelivers locally); the close returns them.
         now = time.monotonic()
         source, ledger, prefix = self.rule.source, self.ledger, self.key_prefix
+        static = self.template.is_static
         for delivery in deliveries:
             message = delivery.message()
-            ident = stable_id(source, message)
+            properties = message._properties
+            topic = properties.get(TOPIC_PROPERTY) if self.pattern.backend == "mqtt" else None
+            if isinstance(topic, str):  # added by the MQTT source for the relay: not forwarded
+                properties = {k: v for k, v in properties.items() if k != TOPIC_PROPERTY}
+                message = Message(message._body, properties, message.kind)
+            else:
+                topic = None
+            ident = stable_id(source if topic is None else f"mqtt:/{topic}", message)
             key = prefix + ident
             if ledger is not None and ledger.is_confirmed(key):
                 self.stats.skipped += 1  # the target has it: settle, do not publish again
                 self.to_settle.append(delivery)
                 continue
-            if message._properties.get(ID_PROPERTY) != ident:
+            if properties.get(ID_PROPERTY) != ident:
                 message = with_properties(message, {ID_PROPERTY: ident})
-            self.pending.append(Item(delivery, message, key, now))
+            item = Item(delivery, message, key, now)
+            if not static:
+                values = captures(self.pattern, topic) if topic is not None else []
+                try:
+                    if values is None:
+                        raise ValueError(f"topic {topic!r} does not match {source}")
+                    item.target = render(self.template, values, topic)
+                except ValueError as exc:
+                    self._give_up(item, f"relay:template: {exc}")
+                    continue
+            self.pending.append(item)
         self.stats.waiting_peak = max(self.stats.waiting_peak, len(self.pending))
         self._pump()
         self._settle_soon()
 
     def _pump(self) -> None:
+        if self.relay.draining:
+            return
+        if not self.template.is_static:
+            self._pump_templated()
+            return
         sender = self.sender
-        if sender is None or self.relay.draining or not sender.isopen():
+        if sender is None or not sender.isopen():
             return
         ledger = self.ledger
         pending, inflight, window = self.pending, self.inflight, self.window
@@ -288,12 +340,10 @@ class Forwarder:
             return
         # With a ledger the batch's "sent" records are written before anything is sent: a
         # message a kill may duplicate is always one the next run counts.
-        batch = []
+        batch: list[Item] = []
         while pending and len(inflight) + len(batch) < window:
             item = pending.popleft()
-            if item.key in ledger.unconfirmed_at_start and item.attempts == 0:
-                self.stats.resent_after_restart += 1
-            ledger.sent(item.key)
+            self._record_sent(ledger, item)
             batch.append(item)
         if not batch:
             return
@@ -302,6 +352,43 @@ class Forwarder:
             transfer = sender.createtransfer(item.message)
             inflight[transfer] = item
             transfer.sendasync(lambda t=transfer: self._confirmed(t))
+
+    def _record_sent(self, ledger: Ledger, item: Item) -> None:
+        if item.key in ledger.unconfirmed_at_start and item.attempts == 0:
+            self.stats.resent_after_restart += 1
+        ledger.sent(item.key)
+
+    def _pump_templated(self) -> None:
+        """In order: the head waits while its rendered path's sender opens."""
+        ledger = self.ledger
+        pending, inflight, window = self.pending, self.inflight, self.window
+        batch: list[tuple[Item, Any]] = []
+        while pending and len(inflight) + len(batch) < window:
+            sender = self._sender_for(pending[0].target or "")
+            if sender is None:
+                break
+            item = pending.popleft()
+            if ledger is not None:
+                self._record_sent(ledger, item)
+            batch.append((item, sender))
+        if ledger is not None and batch:
+            ledger.flush()
+        for item, sender in batch:
+            transfer = sender.createtransfer(item.message)
+            inflight[transfer] = item
+            transfer.sendasync(lambda t=transfer: self._confirmed(t))
+
+    def _sender_for(self, path: str) -> Any:
+        """The open sender for *path*, or None while it opens (it is opened here)."""
+        sender = self.senders.get(path)
+        if sender is None:
+            session = self.target_side.session
+            if self.target_side.state != OPEN or session is None:
+                return None
+            self.senders[path] = session.opensender(
+                path, lambda event, detail, p=path: self._sender_event(event, detail, p))
+            return None
+        return sender if sender.isopen() else None
 
     def _confirmed(self, transfer: Transfer) -> None:
         item = self.inflight.pop(transfer, None)
@@ -356,6 +443,11 @@ class Forwarder:
                      reason, item.attempts + 1, self.rule.retries + 1)
             self.pending.appendleft(item)
             return
+        self._give_up(item, reason)
+
+    def _give_up(self, item: Item, reason: str) -> None:
+        """Dead-letter, drop or release a message that cannot be forwarded."""
+        item.reason = reason
         dead_letter = self.rule.dead_letter
         if dead_letter is None:
             log.warning("relay %s: target refused a message %d time(s) (%s); released to the "

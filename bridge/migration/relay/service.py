@@ -40,8 +40,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from bridge.agent import Agent
+from bridge.errors import ConfigError
 from bridge.migration.relay.forwarder import OPEN, Forwarder, Side, parse_endpoint
 from bridge.migration.relay.ledger import Ledger
+from bridge.migration.relay.templates import TOPIC_PROPERTY, compile_target, parse_source
 from bridge.settings import Settings
 
 log = logging.getLogger("bridge.migration.relay")
@@ -57,12 +59,25 @@ class Relay:
         self.draining = False
         self.sides: dict[tuple[str, str, str], Side] = {}
         self.forwarders: list[Forwarder] = []
+        patterns = self._validate_rules(settings)
         ledger = settings.relay.ledger
         self.ledger: Ledger | None = None if ledger is None else Ledger(
             ledger, settings.relay.ledger_capacity, settings.relay.ledger_fsync)
+        # Wildcard MQTT sources: a topic rule maps each one's receiver path to its filter; every
+        # MQTT source connection gets all of them (so rules still share connections) and adds
+        # the topic a message came on, which templates and stable ids use.
+        wildcard_rules = [{"path": Forwarder.wildcard_path(index), "topic": topic_filter}
+                          for index, topic_filter in enumerate(patterns) if topic_filter]
         self.agent = Agent(settings)
         for index, rule in enumerate(settings.relay.rules):
-            source = self._side("source", parse_endpoint(rule.source)[0], rule.source_options)
+            source_backend = parse_endpoint(rule.source)[0]
+            source_options = dict(rule.source_options)
+            if source_backend == "mqtt":
+                source_options["topic_property"] = TOPIC_PROPERTY
+                source_options["topic_rules"] = [
+                    *wildcard_rules,
+                    *source_options.get("topic_rules", settings.mqtt.topic_rules)]
+            source = self._side("source", source_backend, source_options)
             target = self._side("target", parse_endpoint(rule.target)[0], rule.target_options)
             dead = None
             if rule.dead_letter not in (None, "drop"):
@@ -79,6 +94,26 @@ class Relay:
         self._metrics: ThreadingHTTPServer | None = None
         self._drain_requested = threading.Event()
         self._started = time.monotonic()
+
+    @staticmethod
+    def _validate_rules(settings: Settings) -> list[str | None]:
+        """Every rule's wildcards and templates, checked before anything opens; ConfigError
+        naming each bad rule. The topic filter of each rule (None: no wildcard)."""
+        problems: list[str] = []
+        filters: list[str | None] = []
+        for index, rule in enumerate(settings.relay.rules):
+            where = f"relay.rules.{index} ({rule.source} -> {rule.target})"
+            try:
+                pattern = parse_source(rule.source)
+                compile_target(rule.target, pattern)
+                if rule.dead_letter not in (None, "drop"):
+                    parse_endpoint(rule.dead_letter)
+                filters.append(pattern.topic_filter)
+            except ValueError as exc:
+                problems.append(f"{where}: {exc}")
+        if problems:
+            raise ConfigError(problems)
+        return filters
 
     def _side(self, role: str, backend: str, options: dict[str, Any]) -> Side:
         key = (role, backend, repr(sorted(options.items())))
