@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -48,6 +48,11 @@ class RelayRule(Section):
         default_factory=dict, description="Overrides of the target backend's section for this "
                                           "rule's target connection, e.g. {durable = true} for "
                                           "an AMQP target that must survive a broker restart.")
+    qos: Literal[0, 1, 2] | None = Field(None, description="MQTT QoS of the forwarded "
+                                         "publishes (MQTT targets only; unset: mqtt.qos). 2 = "
+                                         "exactly once into the broker: the target connection "
+                                         "then keeps a persistent session (clean_start = false,"
+                                         " session_expiry at least 600 s).")
     retries: int = Field(2, ge=0, description="Times a message the target refused is sent "
                          "again before it is dead-lettered.")
     dead_letter: str | None = Field(None, pattern=r"^([A-Za-z0-9_-]+:.+|drop)$", description=(

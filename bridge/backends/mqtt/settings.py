@@ -32,8 +32,11 @@ class MQTTSettings(ReconnectDelays):
     password: SecretStr | None = Field(None, description="MQTT password (never logged).")
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version.")
     keepalive: int = Field(60, ge=1, le=65535, description="Keep-alive interval in seconds.")
-    qos: Literal[0, 1] = Field(1, description="QoS for publishes and subscriptions: 1 = "
-                                              "sendasync confirms on PUBACK, 0 = on write.")
+    qos: Literal[0, 1, 2] = Field(1, description="QoS for publishes and subscriptions: 1 = "
+                                                 "sendasync confirms on PUBACK, 0 = on write; "
+                                                 "2 = publishes exactly once (confirmed on "
+                                                 "PUBCOMP; needs a persistent session), "
+                                                 "subscriptions stay at 1.")
     ca_file: Path | None = Field(None, description="CA bundle that signs the broker's "
                                                    "certificate (default: the system's).")
     cert_file: Path | None = Field(None, description="Client certificate (PEM) for TLS client "

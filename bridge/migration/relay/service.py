@@ -78,7 +78,9 @@ class Relay:
                     *wildcard_rules,
                     *source_options.get("topic_rules", settings.mqtt.topic_rules)]
             source = self._side("source", source_backend, source_options)
-            target = self._side("target", parse_endpoint(rule.target)[0], rule.target_options)
+            target_backend = parse_endpoint(rule.target)[0]
+            target = self._side("target", target_backend,
+                                self._target_options(settings, rule.qos, rule.target_options))
             dead = None
             if rule.dead_letter not in (None, "drop"):
                 dead = self._side("target", parse_endpoint(rule.dead_letter)[0],
@@ -106,6 +108,8 @@ class Relay:
             try:
                 pattern = parse_source(rule.source)
                 compile_target(rule.target, pattern)
+                if rule.qos is not None and not rule.target.startswith("mqtt:"):
+                    raise ValueError(f"qos = {rule.qos} applies to MQTT targets only")
                 if rule.dead_letter not in (None, "drop"):
                     parse_endpoint(rule.dead_letter)
                 filters.append(pattern.topic_filter)
@@ -114,6 +118,20 @@ class Relay:
         if problems:
             raise ConfigError(problems)
         return filters
+
+    @staticmethod
+    def _target_options(settings: Settings, qos: int | None,
+                        options: dict[str, Any]) -> dict[str, Any]:
+        """A rule's target options with its ``qos``; QoS 2 needs a session that outlives a
+        connection (the broker remembers which packet ids it has), so it gets one."""
+        if qos is None:
+            return options
+        options = {**options, "qos": qos}
+        if qos == 2:
+            options.setdefault("clean_start", False)
+            expiry = options.get("session_expiry", settings.mqtt.session_expiry)
+            options["session_expiry"] = max(int(expiry), 600)
+        return options
 
     def _side(self, role: str, backend: str, options: dict[str, Any]) -> Side:
         key = (role, backend, repr(sorted(options.items())))
