@@ -1,10 +1,12 @@
 """Benchmark: `bridge relay` against the raw clients doing one hop on the same brokers.
 
-    python benchmarks/relay.py              # full run (about a minute)
+    python benchmarks/relay.py              # full run (about six minutes)
     python benchmarks/relay.py --quick      # smaller counts, for a smoke check
     python benchmarks/relay.py --profile    # also: the relay in-process, stacks sampled per thread
 
-Both directions, 256 B and 16 KiB bodies, side by side in one run:
+Both directions, 256 B and 16 KiB bodies, side by side in one run, each measurement repeated
+(``--repeat``, default 3) and interleaved with the baselines; the table shows medians and the
+range of the per-run ratio:
 
 - AMQP -> MQTT: the relay drains a pre-filled RabbitMQ queue (127.0.0.1:5672) into a topic of a
   private Mosquitto where a raw paho subscriber counts arrivals. Baseline: raw proton sending
@@ -25,6 +27,7 @@ import argparse
 import collections
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -213,6 +216,9 @@ def amqp_counter(address: str, arrivals: Arrivals) -> tuple[Agent, threading.Thr
 # -- the relay ---------------------------------------------------------------------------------
 
 
+EXTRA_ENV: dict[str, str] = {}  # settings of the relay process (--set)
+
+
 def profile_text(agent_id: str, source: str, target: str, mqtt_url: str, window: int) -> str:
     return f"""
 agent_id = "{agent_id}"
@@ -245,6 +251,7 @@ def run_relay_process(directory: Path, profile: str, arrivals: Arrivals) -> None
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
     environment["BRIDGE_AMQP__URL"] = AMQP_URL
     environment["PYTHONPATH"] = str(ROOT)
+    environment.update(EXTRA_ENV)
     process = subprocess.Popen([*bridge_command(), "--config", str(path), "relay"],
                                env=environment, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
@@ -360,6 +367,11 @@ def mqtt_to_amqp(broker: PrivateMosquitto, directory: Path, count: int, size: in
     return arrivals.figures()
 
 
+def median_pair(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The median rate and the median CPU of some runs."""
+    return (statistics.median(r for r, _ in runs), statistics.median(c for _, c in runs))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -369,7 +381,13 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=Settings().relay.window,
                         help="relay.window (default: the setting's default)")
     parser.add_argument("--directions", default="a2m,m2a")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each measurement, interleaved (medians are shown)")
+    parser.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
+                        help="an environment setting of the relay process, e.g. "
+                             "BRIDGE_AMQP__PREFETCH=500 (repeatable)")
     args = parser.parse_args()
+    EXTRA_ENV.update(item.split("=", 1) for item in args.set)
     scale = 0.2 if args.quick else 1.0
     counts = {256: int(20_000 * scale), 16 * 1024: int(5_000 * scale)}
     wanted = set(args.directions.split(","))
@@ -388,25 +406,41 @@ def main() -> None:
                         measure(broker, directory, count, size, args.window, inprocess=True)
                 continue
             # both one-hop baselines: the relay does one hop on each broker, so the slower
-            # of the two bounds it (the issue's baseline for a direction is its source's)
-            proton, _, proton_cpu = proton_throughput(count, size)
-            paho_rate, _, paho_cpu = paho_throughput_stock(broker.port, count, size, 1)
-            for key, name, measure, baseline in (
-                    ("a2m", "AMQP -> MQTT", amqp_to_mqtt, proton),
-                    ("m2a", "MQTT -> AMQP", mqtt_to_amqp, paho_rate)):
+            # of the two bounds it (the issue's baseline for a direction is its source's).
+            # Repeated, interleaved, medians: on shared cores one run varies by +-30 %.
+            runs: dict[str, list[tuple[float, float]]] = collections.defaultdict(list)
+            for _ in range(args.repeat):
+                rate, _, cpu = proton_throughput(count, size)
+                runs["proton"].append((rate, cpu))
+                rate, _, cpu = paho_throughput_stock(broker.port, count, size, 1)
+                runs["paho"].append((rate, cpu))
+                if "a2m" in wanted:
+                    runs["a2m"].append(amqp_to_mqtt(broker, directory, count, size,
+                                                    args.window))
+                if "m2a" in wanted:
+                    runs["m2a"].append(mqtt_to_amqp(broker, directory, count, size,
+                                                    args.window))
+            proton, proton_cpu = median_pair(runs["proton"])
+            paho_rate, paho_cpu = median_pair(runs["paho"])
+            for key, name, baseline_key in (("a2m", "AMQP -> MQTT", "proton"),
+                                            ("m2a", "MQTT -> AMQP", "paho")):
                 if key not in wanted:
                     continue
-                rate, cpu = measure(broker, directory, count, size, args.window)
-                rows.append([name, label, f"{count}", f"{rate:,.0f}", f"{proton:,.0f}",
-                             f"{paho_rate:,.0f}", f"{rate / baseline:.2f}",
+                rate, cpu = median_pair(runs[key])
+                baseline = proton if baseline_key == "proton" else paho_rate
+                ratios = [r / b for (r, _), (b, _) in zip(runs[key], runs[baseline_key],
+                                                           strict=True)]
+                rows.append([name, label, f"{count} x {args.repeat}", f"{rate:,.0f}",
+                             f"{proton:,.0f}", f"{paho_rate:,.0f}", f"{rate / baseline:.2f}",
+                             f"{min(ratios):.2f}-{max(ratios):.2f}",
                              f"{rate / min(proton, paho_rate):.2f}", f"{cpu:.0f}",
                              f"{proton_cpu:.0f} / {paho_cpu:.0f}"])
     if rows:
         print(table("Relay throughput (msg/s) vs the raw clients' one hop on each broker, "
                     "and CPU per message (µs)",
                     ["direction", "body", "messages", "relay", "raw proton (RabbitMQ)",
-                     "raw paho (Mosquitto)", "relay/source's raw", "relay/slower raw",
-                     "relay CPU", "raw CPU proton / paho"], rows))
+                     "raw paho (Mosquitto)", "relay/source's raw", "per run",
+                     "relay/slower raw", "relay CPU", "raw CPU proton / paho"], rows))
 
 if __name__ == "__main__":
     main()
