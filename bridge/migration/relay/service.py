@@ -59,7 +59,7 @@ class Relay:
         self.draining = False
         self.sides: dict[tuple[str, str, str], Side] = {}
         self.forwarders: list[Forwarder] = []
-        patterns = self._validate_rules(settings)
+        patterns, need_topic = self._validate_rules(settings)
         ledger = settings.relay.ledger
         self.ledger: Ledger | None = None if ledger is None else Ledger(
             ledger, settings.relay.ledger_capacity, settings.relay.ledger_fsync)
@@ -72,8 +72,9 @@ class Relay:
         for index, rule in enumerate(settings.relay.rules):
             source_backend = parse_endpoint(rule.source)[0]
             source_options = dict(rule.source_options)
-            if source_backend == "mqtt":
+            if source_backend == "mqtt" and need_topic:
                 source_options["topic_property"] = TOPIC_PROPERTY
+            if source_backend == "mqtt" and wildcard_rules:
                 source_options["topic_rules"] = [
                     *wildcard_rules,
                     *source_options.get("topic_rules", settings.mqtt.topic_rules)]
@@ -98,16 +99,20 @@ class Relay:
         self._started = time.monotonic()
 
     @staticmethod
-    def _validate_rules(settings: Settings) -> list[str | None]:
+    def _validate_rules(settings: Settings) -> tuple[list[str | None], bool]:
         """Every rule's wildcards and templates, checked before anything opens; ConfigError
-        naming each bad rule. The topic filter of each rule (None: no wildcard)."""
+        naming each bad rule. The topic filter of each rule (None: no wildcard), and whether a
+        rule needs the topic of each message (a wildcard source or a templated target; the
+        MQTT sources then add it, which costs a copy of each message's properties)."""
         problems: list[str] = []
         filters: list[str | None] = []
+        need_topic = False
         for index, rule in enumerate(settings.relay.rules):
             where = f"relay.rules.{index} ({rule.source} -> {rule.target})"
             try:
                 pattern = parse_source(rule.source)
-                compile_target(rule.target, pattern)
+                template = compile_target(rule.target, pattern)
+                need_topic = need_topic or bool(pattern.topic_filter) or not template.is_static
                 if rule.qos is not None and not rule.target.startswith("mqtt:"):
                     raise ValueError(f"qos = {rule.qos} applies to MQTT targets only")
                 if rule.dead_letter not in (None, "drop"):
@@ -117,7 +122,7 @@ class Relay:
                 problems.append(f"{where}: {exc}")
         if problems:
             raise ConfigError(problems)
-        return filters
+        return filters, need_topic
 
     @staticmethod
     def _target_options(settings: Settings, qos: int | None,
