@@ -112,8 +112,11 @@ def demo(ctx: click.Context, backend: str | None, messages: int, rate: float,
 def relay(ctx: click.Context, duration: float | None) -> None:
     """Forward messages between brokers as the relay.rules settings say.
 
-    A source message is acknowledged only after the target confirmed it. SIGTERM or Ctrl-C
-    stops taking new messages, waits for those in flight (relay.drain_timeout) and exits 0.
+    A source message is acknowledged only after the target confirmed it; each forwarded
+    message carries a stable id (property bridge-relay-id), relay.ledger keeps a restarted
+    relay from publishing again what a target confirmed, and a rule's dead_letter takes what
+    the target keeps refusing. SIGTERM or Ctrl-C stops taking new messages, waits for those in
+    flight (relay.drain_timeout) and exits 0.
     Prometheus metrics on relay.metrics_port when set; a status line every
     relay.status_interval seconds.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -48,6 +48,19 @@ class RelayRule(Section):
         default_factory=dict, description="Overrides of the target backend's section for this "
                                           "rule's target connection, e.g. {durable = true} for "
                                           "an AMQP target that must survive a broker restart.")
+    qos: Literal[0, 1, 2] | None = Field(None, description="MQTT QoS of the forwarded "
+                                         "publishes (MQTT targets only; unset: mqtt.qos). 2 = "
+                                         "exactly once into the broker: the target connection "
+                                         "then keeps a persistent session (clean_start = false,"
+                                         " session_expiry at least 600 s).")
+    retries: int = Field(2, ge=0, description="Times a message the target refused is sent "
+                         "again before it is dead-lettered.")
+    dead_letter: str | None = Field(None, pattern=r"^([A-Za-z0-9_-]+:.+|drop)$", description=(
+        "Where a message the target keeps refusing goes, with its reason in the property "
+        "bridge-relay-dead-reason: BACKEND:PATH, or \"drop\" (logged and counted). Unset: "
+        "it is released back to the source, which may deliver it again."))
+    dead_letter_options: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the dead-letter backend's section.")
 
 
 class RelaySettings(Section):
@@ -68,3 +81,10 @@ class RelaySettings(Section):
                                        "reopening a lost connection; doubles per failure.")
     reconnect_max_delay: float = Field(10.0, gt=0, description="Longest delay (s) between "
                                        "reconnection attempts.")
+    ledger: Path | None = Field(None, description="File of the targets' confirmations: a "
+                                "relay killed and restarted does not forward again what a "
+                                "target had confirmed (unset: no ledger).")
+    ledger_capacity: int = Field(100_000, ge=1, description="Confirmations the ledger keeps "
+                                 "(the newest); it must exceed what a source can redeliver.")
+    ledger_fsync: bool = Field(False, description="fsync the ledger before settling at the "
+                               "source (survives a power loss, not just a process kill).")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -112,6 +113,9 @@ class MemoryBroker:
     def __init__(self, name: str) -> None:
         self.name = name
         self.lock = threading.RLock()
+        # tests: refuse(address, message) -> a failure detail refuses that transfer, None lets
+        # it through (a target refusing one message: a rejected outcome, an MQTT error reason)
+        self.refuse: Callable[[str, Message], str | None] | None = None
         self._queues: dict[str, _Queue] = {}
         self._clients: dict[Client, dict[int, tuple[str, LinkHandle]]] = {}
         self._delivery_ids = itertools.count(1)
@@ -219,6 +223,12 @@ class MemoryBroker:
         with self._op:
             if transfer.link.id not in self._clients.get(client, {}):  # attached()
                 client.events.transfer_failed(transfer, "amqp:link:detach-forced: link closed")
+                self._to_wake.add(client)
+                return
+            refuse = self.refuse
+            refused = refuse(address, transfer.message) if refuse is not None else None
+            if refused is not None:  # an injected refusal (tests): the rejected outcome
+                client.events.transfer_failed(transfer, refused)
                 self._to_wake.add(client)
                 return
             queue = self._queue(address, None)

@@ -70,10 +70,12 @@ class MQTTBackend(MQTTConnection):
             context, name=f"bridge-mqtt-{self.client_id}", broker=self.endpoint.describe(),
             driver_options=self._driver_options(),
             inbound_options=InboundOptions(
-                v5=self.v5, qos=settings.qos, release_delay=settings.release_delay,
+                # receivers stay at QoS 1 (settled by the application): QoS 2 is for sends
+                v5=self.v5, qos=min(settings.qos, 1), release_delay=settings.release_delay,
                 max_delivery_count=settings.max_delivery_count,
                 dead_letter_topic=settings.dead_letter_topic,
-                shared_group=settings.shared_group, hold_resumed=True),
+                shared_group=settings.shared_group, hold_resumed=True,
+                topic_property=settings.topic_property),
             max_inflight=settings.max_inflight, buffer_limit=settings.buffer_limit)
 
     def __repr__(self) -> str:

@@ -32,8 +32,11 @@ class MQTTSettings(ReconnectDelays):
     password: SecretStr | None = Field(None, description="MQTT password (never logged).")
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version.")
     keepalive: int = Field(60, ge=1, le=65535, description="Keep-alive interval in seconds.")
-    qos: Literal[0, 1] = Field(1, description="QoS for publishes and subscriptions: 1 = "
-                                              "sendasync confirms on PUBACK, 0 = on write.")
+    qos: Literal[0, 1, 2] = Field(1, description="QoS for publishes and subscriptions: 1 = "
+                                                 "sendasync confirms on PUBACK, 0 = on write; "
+                                                 "2 = publishes exactly once (confirmed on "
+                                                 "PUBCOMP; needs a persistent session), "
+                                                 "subscriptions stay at 1.")
     ca_file: Path | None = Field(None, description="CA bundle that signs the broker's "
                                                    "certificate (default: the system's).")
     cert_file: Path | None = Field(None, description="Client certificate (PEM) for TLS client "
@@ -95,6 +98,10 @@ class MQTTSettings(ReconnectDelays):
     dead_letter_topic: str | None = Field(None, description="Where rejected deliveries are "
                                                             "republished (none: dropped, "
                                                             "counted).")
+    topic_property: str | None = Field(None, min_length=1, description="Put the topic each "
+                                       "message arrived on into this application property of "
+                                       "the received message (none: not added); the relay "
+                                       "uses it for topic templates.")
     connect_timeout: float = Field(10.0, gt=0, description="Seconds for TCP/TLS connect and for "
                                                            "the CONNACK.")
     shared_group: str | None = Field(None, description="Subscribe receivers as the shared "

@@ -107,6 +107,7 @@ class InboundOptions:
     dead_letter_topic: str | None
     shared_group: str | None = None  # subscribe as $share/<group>/<filter> (competing relays)
     hold_resumed: bool = False  # hold a resumed session's early PUBLISHes (see module doc)
+    topic_property: str | None = None  # add the topic to each message under this property
 
 
 class Inbox:
@@ -309,7 +310,7 @@ class Inbox:
             properties = msg.properties
             self._orphans.append(Inbound(
                 msg.mid, msg.qos, self.epoch(), topic, msg.payload,
-                list(getattr(properties, "UserProperty", ()) or ()), self.decode(msg)))
+                list(getattr(properties, "UserProperty", ()) or ()), self._decoded(msg, topic)))
             return
         if not targets:
             self.stats.unrouted += 1
@@ -318,7 +319,7 @@ class Inbox:
         properties = msg.properties
         user_properties = list(getattr(properties, "UserProperty", ()) or ())
         with codec.collect_problems() as problems:
-            message = self.decode(msg)
+            message = self._decoded(msg, topic)
         if problems:
             self._report_malformed(topic, problems)
         inbound = Inbound(msg.mid, msg.qos, self.epoch(), topic, msg.payload, user_properties,
@@ -334,6 +335,13 @@ class Inbox:
                 self.events.delivery(link, inbound.message, token)
             else:
                 sub.early.append(token)
+
+    def _decoded(self, msg: paho.MQTTMessage, topic: str) -> Message:
+        message = self.decode(msg)
+        name = self.options.topic_property
+        if name is None:
+            return message
+        return Message(message._body, {**message._properties, name: topic}, message.kind)
 
     def _report_malformed(self, topic: str, problems: list[str]) -> None:
         """Count a malformed message (still delivered as well as it could be decoded) and log

@@ -75,7 +75,7 @@ def test_backoff_doubles_caps_and_jitters() -> None:
     ({"reconnect_min_delay": 5, "reconnect_max_delay": 1}, "reconnect_min_delay"),
     ({"dead_letter_topic": "dl/#"}, "wildcard"),
     ({"client_id": ""}, "client_id"),
-    ({"qos": 2}, "qos"),
+    ({"qos": 3}, "qos"),
     ({"protocol": "3.1"}, "protocol"),
 ])
 def test_bad_mqtt_settings_fail_at_start_up(settings: dict[str, object], problem: str) -> None:
