@@ -29,9 +29,15 @@ def test_broker_refuses_sender_and_receiver_addresses(harness: Harness) -> None:
     sender = session.opensender(bad_path, sender_rec)
     receiver = session.openreceiver(bad_path, receiver_rec, lambda ds: None)
     harness.wait(agent, lambda: session_rec.has("SESSION_ERROR"), "SESSION_ERROR")
-    for rec, event in ((sender_rec, "SENDER_ERROR"), (receiver_rec, "RECEIVER_ERROR")):
-        assert rec.names() == [event]
-        assert rec.detail(event).startswith("amqp:not-found: NOT_FOUND - no exchange")
+    assert sender_rec.names() == ["SENDER_ERROR"]
+    assert sender_rec.detail("SENDER_ERROR").startswith("amqp:not-found: NOT_FOUND - no exchange")
+    # The receiver's attach went out before the session's end came back (then it is refused
+    # like the sender's), or after: then the session's end closes it unopened, like any child
+    # of an ending session (the contract's cascade); which one is a race on the wire.
+    assert receiver_rec.names() in (["RECEIVER_ERROR"], ["RECEIVER_CLOSED"])
+    if receiver_rec.names() == ["RECEIVER_ERROR"]:
+        assert receiver_rec.detail("RECEIVER_ERROR").startswith(
+            "amqp:not-found: NOT_FOUND - no exchange")
     assert session_rec.detail("SESSION_ERROR").startswith("amqp:not-found: ")
     assert good_rec.names() == ["SENDER_OPEN", "SENDER_CLOSED"]
     assert not (sender.isopen() or receiver.isopen() or good.isopen() or session.isopen())
