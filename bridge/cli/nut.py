@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,14 +81,10 @@ class TranslatedRun(ScriptRun):
                 "crypto": env.crypto, "device": env.device, "agent": agent}
 
     def _print_traceback(self, exc: BaseException) -> None:
-        lines = ["Traceback (most recent call last), in Squirrel source lines:"]
-        for frame in traceback.extract_tb(exc.__traceback__):
-            if frame.filename != self.generated or frame.lineno is None:
-                continue
-            file, line = self.translation.nut_location(frame.lineno)
-            lines.append(f"  {file}:{line} in {frame.name}")
-        lines.append(f"{type(exc).__name__}: {exc}")
-        print("\n".join(lines), file=sys.stderr)
+        # frames of the generated code name the .nut file and line (a line the translator
+        # added has none: it is shown as Python's)
+        from bridge.squirrel.port import nut_traceback
+        print(nut_traceback(exc, self.translation, self.generated), file=sys.stderr, end="")
 
 
 def translate(script: Path, require_paths: Sequence[Path]) -> Any:
@@ -100,7 +95,8 @@ def translate(script: Path, require_paths: Sequence[Path]) -> Any:
             f"the Squirrel translator (bridge.squirrel.port) is not available in this build "
             f"({exc}); install the VM with pip install 'amqp-mqtt-bridge[squirrel]' and use "
             "--engine vm") from None
-    return port.translate_file(script, list(require_paths))
+    # cached by the content of every file: a fleet translates its script once
+    return port.cached_translate_file(script, list(require_paths))
 
 
 def nut_files(script: Path, require_paths: Sequence[Path]) -> list[Path]:

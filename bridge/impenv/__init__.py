@@ -37,17 +37,7 @@ class ImpServer(Server):
         return self.storage.load()
 
 
-class Crypto:
-    """imp's ``crypto`` (and ``http.hash``): digests as raw ``bytes`` (imp returned blobs)."""
-
-    sha256 = staticmethod(coding.sha256)
-    sha1 = staticmethod(coding.sha1)
-    sha512 = staticmethod(coding.sha512)
-    md5 = staticmethod(coding.md5)
-    hmacsha256 = staticmethod(coding.hmacsha256)
-    hmacsha1 = staticmethod(coding.hmacsha1)
-    hmacsha512 = staticmethod(coding.hmacsha512)
-    hmacmd5 = staticmethod(coding.hmacmd5)
+Crypto = coding.Digests  # imp's ``crypto``
 
 
 class Device:

@@ -111,3 +111,20 @@ def hmacmd5(data: Bytes, key: Bytes) -> bytes:
 CRYPTO_FUNCTIONS = {"sha256": sha256, "sha1": sha1, "sha512": sha512, "md5": md5,
                     "hmacsha256": hmacsha256, "hmacsha1": hmacsha1, "hmacsha512": hmacsha512,
                     "hmacmd5": hmacmd5}
+
+
+class Digests:
+    """imp's ``crypto`` and ``http.hash`` (the same functions under two names on imp): digests
+    as raw ``bytes`` (imp returned blobs)."""
+
+    __slots__ = ()
+
+    sha256 = staticmethod(sha256)
+    sha1 = staticmethod(sha1)
+    sha512 = staticmethod(sha512)
+    md5 = staticmethod(md5)
+    hmacsha256 = staticmethod(hmacsha256)
+    hmacsha1 = staticmethod(hmacsha1)
+    hmacsha512 = staticmethod(hmacsha512)
+    hmacmd5 = staticmethod(hmacmd5)
+

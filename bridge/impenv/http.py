@@ -144,6 +144,7 @@ class Http:
     base64decode = staticmethod(coding.base64decode)
     urlencode = staticmethod(coding.urlencode)
     urldecode = staticmethod(coding.urldecode)
+    hash = coding.Digests()  # ``http.hash.hmacsha256(...)``: what imp libraries call
 
     def agenturl(self) -> str:
         """The URL this agent's HTTP handler would be reached at (``http.onrequest`` is not

@@ -144,6 +144,9 @@ def translate_programs(programs: Sequence[ast.Program]) -> Translation:
     ]
     if res.uses_globals & {"http", "crypto", "device"}:
         header += ["", *_IMPENV_PRELUDE]
+    if "agent" in res.uses_globals:
+        header += ["", "# agent.exit(n) ends the run with status n, as on the embedded VM",
+                   'agent = sq.ScriptAgent(globals()["agent"])']
     lines: list[str] = list(header)
     line_map: list[tuple[str, int] | None] = [None] * len(header)
     for program in programs:

@@ -16,19 +16,27 @@ import pytest
 SQUIRREL_VM = importlib.util.find_spec("squirrel") is not None
 
 
-def variants(stem: str) -> list[object]:
-    """The example *stem* as ``examples/STEM.py`` and ``examples/STEM.nut`` (the latter skipped
-    when the embedded VM is not installed)."""
+TRANSLATED = " (translated)"  # suffix of a variant run with --engine translate
+
+
+def variants(stem: str, *, translated: bool = True) -> list[object]:
+    """The example *stem* as ``examples/STEM.py``, ``examples/STEM.nut`` on the embedded VM
+    (skipped when the VM is not installed) and the same ``.nut`` translated to Python in
+    memory (``--engine translate``: needs nothing installed)."""
     return [f"examples/{stem}.py",
             pytest.param(f"examples/{stem}.nut", marks=pytest.mark.skipif(
                 not SQUIRREL_VM, reason="the embedded Squirrel VM (the [squirrel] extra) is "
-                                        "not installed"))]
+                                        "not installed")),
+            *([f"examples/{stem}.nut{TRANSLATED}"] if translated else [])]
 
 
 def example_args(example: str, env: Mapping[str, str], names: Iterable[str]) -> list[str]:
     """``bridge run`` options for *example*: for a ``.nut`` one, ``--param NAME`` for every
     name in *names* that *env* sets (taken from the environment by ``bridge run``)."""
+    engine = "vm"
+    if example.endswith(TRANSLATED):
+        example, engine = example.removesuffix(TRANSLATED), "translate"
     if not example.endswith(".nut"):
         return [example]
     params = [f"--param={name}" for name in names if name in env]
-    return ["--engine=vm", *params, example]
+    return [f"--engine={engine}", *params, example]

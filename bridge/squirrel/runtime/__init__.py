@@ -107,6 +107,7 @@ from bridge.squirrel.runtime.ops import (
     ushr,
 )
 from bridge.squirrel.runtime.regexp import regexp
+from bridge.squirrel.runtime.scriptagent import ScriptAgent
 from bridge.squirrel.runtime.stdlib import (
     array,
     assert_,
@@ -159,6 +160,7 @@ __all__ = [
     "Instance",
     "MissingIndex",
     "RootTable",
+    "ScriptAgent",
     "SquirrelError",
     "Table",
     "acall",
@@ -188,7 +190,8 @@ __all__ = [
     "eq",
     "extend",
     "f32",
-    "fill", "filter_",
+    "fill",
+    "filter_",
     "find",
     "first",
     "format",

@@ -53,7 +53,7 @@ def _lines_until(process: subprocess.Popen[str], pattern: str, timeout: float) -
     raise AssertionError(f"no line matching {pattern!r}:\n" + "\n".join(seen[-30:]))
 
 
-@pytest.mark.parametrize("example", variants("fleet_agent"))
+@pytest.mark.parametrize("example", variants("fleet_agent", translated=False))
 def test_the_shipped_example_runs_every_device_and_exits_0(example: str) -> None:
     result = subprocess.run([sys.executable, "-m", "bridge", "fleet",
                              str(REPO / example), "--devices",
