@@ -46,6 +46,9 @@ class AMQPConnectOptions:
     connect_timeout: float
     prefetch: int
     durable: bool = False  # durable termini (queues) and durable messages: survive a restart
+    # application properties that receive a delivery's AMQP subject / to (None: not added)
+    subject_property: str | None = None
+    to_property: str | None = None
     allow_plaintext_credentials: bool = False  # a password over amqp:// to a non-loopback host
 
     @property
@@ -104,6 +107,7 @@ def connect_options(settings: AMQPSettings, given_url: str, agent_id: str,
         virtual_host=settings.virtual_host, tls=tls, idle_timeout=settings.idle_timeout,
         container_id=container_id, connect_timeout=settings.connect_timeout,
         prefetch=settings.prefetch, durable=settings.durable,
+        subject_property=settings.subject_property, to_property=settings.to_property,
         allow_plaintext_credentials=settings.allow_plaintext_credentials)
 
 

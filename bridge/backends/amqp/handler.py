@@ -29,11 +29,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from proton import Condition, Delivery, Disposition, Endpoint, Handler, SSLDomain, Terminus
+from proton import Message as ProtonMessage
 
 from bridge.backends.amqp import codec
 from bridge.backends.amqp.endpoint import plaintext_credentials_problem
 from bridge.backends.amqp.reactor import ProtonTimerTask
 from bridge.contract.backend import Outcome
+from bridge.contract.message import Message
 from bridge.loop.pacing import connect_pacer
 
 if TYPE_CHECKING:
@@ -559,6 +561,8 @@ class ConnectionHandler(Handler):
             delivery.settle()
             link.flow(1)
             return
+        if self.options.subject_property or self.options.to_property:
+            message = self._with_envelope(message, data)
         if problems and not (problems == [codec.NO_BODY] and state.handle.path == CBS_NODE):
             # (a CBS reply carries its status in properties; its body is empty by definition)
             self._report_malformed(state, "; ".join(problems))
@@ -569,6 +573,23 @@ class ConnectionHandler(Handler):
         else:
             state.unsettled[token] = delivery
         self.events.delivery(state.handle, message, token)
+
+    def _with_envelope(self, message: Message, data: bytes) -> Message:
+        """*message* with its AMQP subject and to as the configured application properties
+        (``amqp.subject_property`` / ``to_property``; only then is the properties section read
+        a second time, by proton)."""
+        envelope = ProtonMessage()
+        try:
+            envelope.decode(data)
+        except Exception:  # already decoded once: nothing new to learn from a failure here
+            return message
+        added = {name: value for name, value in ((self.options.subject_property,
+                                                  envelope.subject),
+                                                 (self.options.to_property, envelope.address))
+                 if name and isinstance(value, str) and value}
+        if not added:
+            return message
+        return Message(message._body, {**message._properties, **added}, message.kind)
 
     def _report_malformed(self, state: _LinkState, what: str) -> None:
         """Count a malformed delivery and log it: each of the first few per connection, then

@@ -52,6 +52,13 @@ class AMQPSettings(Section):
     prefetch: int = Field(100, ge=1, description="Link credit of each receiver: unsettled "
                                                  "deliveries it may hold (re-granted one per "
                                                  "settlement).")
+    subject_property: str | None = Field(None, min_length=1, description="Put the AMQP "
+                                         "subject of each received message into this "
+                                         "application property (none: not added); the relay "
+                                         "uses it for target templates ({subject}).")
+    to_property: str | None = Field(None, min_length=1, description="Put the AMQP to (address) "
+                                    "of each received message into this application property "
+                                    "(none: not added); the relay's {to} templates use it.")
     multiplex: int = Field(0, ge=0, description="Connections of any agents to the same host "
                            "with the same TLS and SASL settings share one physical AMQP "
                            "connection, at most this many on each (each keeps its own sessions, "

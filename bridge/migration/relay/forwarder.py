@@ -32,6 +32,8 @@ from bridge.migration.relay.ids import (
 )
 from bridge.migration.relay.ledger import Ledger
 from bridge.migration.relay.templates import (
+    SUBJECT_PROPERTY,
+    TO_PROPERTY,
     TOPIC_PROPERTY,
     captures,
     compile_target,
@@ -292,11 +294,22 @@ class Forwarder:
             message = delivery.message()
             properties = message._properties
             topic = properties.get(TOPIC_PROPERTY) if self.pattern.backend == "mqtt" else None
+            envelope: dict[str, str] | None = None
             if isinstance(topic, str):  # added by the MQTT source for the relay: not forwarded
                 properties = {k: v for k, v in properties.items() if k != TOPIC_PROPERTY}
                 message = Message(message._body, properties, message.kind)
             else:
                 topic = None
+                if self.pattern.backend == "amqp" and (SUBJECT_PROPERTY in properties
+                                                       or TO_PROPERTY in properties):
+                    # the AMQP source adds subject / to for {subject} / {to} (of this rule or
+                    # another on the same connection): used here, never forwarded
+                    envelope = {name: str(properties[key]) for name, key in
+                                (("subject", SUBJECT_PROPERTY), ("to", TO_PROPERTY))
+                                if key in properties}
+                    properties = {k: v for k, v in properties.items()
+                                  if k not in (SUBJECT_PROPERTY, TO_PROPERTY)}
+                    message = Message(message._body, properties, message.kind)
             ident = stable_id(source if topic is None else f"mqtt:/{topic}", message)
             key = prefix + ident
             if ledger is not None and ledger.is_confirmed(key):
@@ -311,7 +324,7 @@ class Forwarder:
                 try:
                     if values is None:
                         raise ValueError(f"topic {topic!r} does not match {source}")
-                    item.target = render(self.template, values, topic)
+                    item.target = render(self.template, values, topic, envelope)
                 except ValueError as exc:
                     self._give_up(item, f"relay:template: {exc}")
                     continue

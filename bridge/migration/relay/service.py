@@ -43,7 +43,13 @@ from bridge.agent import Agent
 from bridge.errors import ConfigError
 from bridge.migration.relay.forwarder import OPEN, Forwarder, Side, parse_endpoint
 from bridge.migration.relay.ledger import Ledger
-from bridge.migration.relay.templates import TOPIC_PROPERTY, compile_target, parse_source
+from bridge.migration.relay.templates import (
+    SUBJECT_PROPERTY,
+    TO_PROPERTY,
+    TOPIC_PROPERTY,
+    compile_target,
+    parse_source,
+)
 from bridge.settings import Settings
 
 log = logging.getLogger("bridge.migration.relay")
@@ -59,7 +65,7 @@ class Relay:
         self.draining = False
         self.sides: dict[tuple[str, str, str], Side] = {}
         self.forwarders: list[Forwarder] = []
-        patterns, need_topic = self._validate_rules(settings)
+        patterns, need_topic, need_envelope = self._validate_rules(settings)
         ledger = settings.relay.ledger
         self.ledger: Ledger | None = None if ledger is None else Ledger(
             ledger, settings.relay.ledger_capacity, settings.relay.ledger_fsync)
@@ -74,6 +80,9 @@ class Relay:
             source_options = dict(rule.source_options)
             if source_backend == "mqtt" and need_topic:
                 source_options["topic_property"] = TOPIC_PROPERTY
+            if source_backend == "amqp" and need_envelope:
+                source_options["subject_property"] = SUBJECT_PROPERTY
+                source_options["to_property"] = TO_PROPERTY
             if source_backend == "mqtt" and wildcard_rules:
                 source_options["topic_rules"] = [
                     *wildcard_rules,
@@ -99,20 +108,23 @@ class Relay:
         self._started = time.monotonic()
 
     @staticmethod
-    def _validate_rules(settings: Settings) -> tuple[list[str | None], bool]:
+    def _validate_rules(settings: Settings) -> tuple[list[str | None], bool, bool]:
         """Every rule's wildcards and templates, checked before anything opens; ConfigError
-        naming each bad rule. The topic filter of each rule (None: no wildcard), and whether a
+        naming each bad rule. The topic filter of each rule (None: no wildcard), whether a
         rule needs the topic of each message (a wildcard source or a templated target; the
-        MQTT sources then add it, which costs a copy of each message's properties)."""
+        MQTT sources then add it, which costs a copy of each message's properties) and whether
+        one needs AMQP messages' subject or to (``{subject}``, ``{to}``: the AMQP sources then
+        add them, which costs a second read of each message's properties section)."""
         problems: list[str] = []
         filters: list[str | None] = []
-        need_topic = False
+        need_topic = need_envelope = False
         for index, rule in enumerate(settings.relay.rules):
             where = f"relay.rules.{index} ({rule.source} -> {rule.target})"
             try:
                 pattern = parse_source(rule.source)
                 template = compile_target(rule.target, pattern)
                 need_topic = need_topic or bool(pattern.topic_filter) or not template.is_static
+                need_envelope = need_envelope or bool(template.envelope)
                 if rule.qos is not None and not rule.target.startswith("mqtt:"):
                     raise ValueError(f"qos = {rule.qos} applies to MQTT targets only")
                 if rule.dead_letter not in (None, "drop"):
@@ -122,7 +134,7 @@ class Relay:
                 problems.append(f"{where}: {exc}")
         if problems:
             raise ConfigError(problems)
-        return filters, need_topic
+        return filters, need_topic, need_envelope
 
     @staticmethod
     def _target_options(settings: Settings, qos: int | None,

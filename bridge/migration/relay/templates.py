@@ -9,6 +9,11 @@
   ``/topic/`` address (a RabbitMQ routing key) the levels are joined by ``.``
   (``amqp:/topic/{topic}``: ``devices/d1/events`` -> ``/topic/devices.d1.events``); into other
   AMQP addresses a value with a ``/`` is refused.
+- From an AMQP source, ``{subject}`` and ``{to}`` insert the message's AMQP ``subject`` and
+  ``to`` (``mqtt:/devices/{subject}/messages/events``); the AMQP source then adds them to each
+  message (``amqp.subject_property`` / ``to_property``), and a message without one is
+  dead-lettered with the reason. Into an MQTT topic a value may hold ``/`` (levels) but not
+  ``+``, ``#`` or NUL.
 
 `parse_source` and `compile_target` run at start-up and raise ``ValueError`` saying what is
 wrong; `render` runs per message and raises ``ValueError`` when a matched value cannot go into
@@ -21,6 +26,11 @@ import re
 from dataclasses import dataclass
 
 TOPIC_PROPERTY = "bridge-relay-topic"  # the MQTT backend's topic_property on relay sources
+SUBJECT_PROPERTY = "bridge-relay-subject"  # the AMQP backend's subject_property on relay sources
+TO_PROPERTY = "bridge-relay-to"  # ... and its to_property
+# placeholder -> its part code in a TargetTemplate (captures are 1, 2, ...)
+_NAMED = {"topic": 0, "subject": -1, "to": -2}
+_NAME_OF = {code: name for name, code in _NAMED.items()}
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
@@ -41,11 +51,18 @@ class SourcePattern:
 class TargetTemplate:
     backend: str
     path: str
-    parts: tuple[str | int, ...]  # literal text, a capture number (1-based) or 0 for {topic}
+    # literal text, a capture number (1-based), 0 for {topic}, -1 {subject}, -2 {to}
+    parts: tuple[str | int, ...]
 
     @property
     def is_static(self) -> bool:
         return all(isinstance(part, str) for part in self.parts)
+
+    @property
+    def envelope(self) -> frozenset[str]:
+        """The AMQP envelope fields the template inserts (``subject``, ``to``)."""
+        return frozenset(_NAME_OF[part] for part in self.parts
+                         if isinstance(part, int) and part < 0)
 
 
 def _split(endpoint: str) -> tuple[str, str]:
@@ -88,6 +105,12 @@ def compile_target(endpoint: str, source: SourcePattern) -> TargetTemplate:
                 raise ValueError(f"target {endpoint!r}: {{topic}} needs an MQTT source "
                                  f"(the source is {source.backend})")
             parts.append(0)
+        elif name in ("subject", "to"):
+            if source.backend != "amqp":
+                raise ValueError(f"target {endpoint!r}: {{{name}}} is an AMQP message's "
+                                 f"{name}: it needs an AMQP source (the source is "
+                                 f"{source.backend})")
+            parts.append(_NAMED[name])
         elif name.isdigit() and 1 <= int(name) <= source.wildcards:
             parts.append(int(name))
         elif name.isdigit():
@@ -97,7 +120,8 @@ def compile_target(endpoint: str, source: SourcePattern) -> TargetTemplate:
                              f"source ({have})")
         else:
             raise ValueError(f"target {endpoint!r}: unknown placeholder {{{name}}} (use "
-                             f"{{1}}, {{2}}, ... for the source's wildcards, or {{topic}})")
+                             f"{{1}}, {{2}}, ... for the source's wildcards, {{topic}}, or "
+                             f"{{subject}} / {{to}} from an AMQP source)")
         position = found.end()
     rest = path[position:]
     if "{" in rest or "}" in rest or any("{" in p or "}" in p for p in parts
@@ -126,14 +150,29 @@ def captures(source: SourcePattern, topic: str) -> list[str] | None:
     return values if len(levels) == len(source.levels) else None
 
 
-def render(template: TargetTemplate, values: list[str], topic: str | None) -> str:
-    """The target path for one message."""
+def render(template: TargetTemplate, values: list[str], topic: str | None,
+           envelope: dict[str, str] | None = None) -> str:
+    """The target path for one message (*envelope*: its AMQP ``subject`` / ``to``)."""
     out: list[str] = []
     for part in template.parts:
         if isinstance(part, str):
             out.append(part)
             continue
-        value = topic if part == 0 else values[part - 1]
+        value: str | None
+        if part < 0:
+            name = _NAME_OF[part]
+            value = (envelope or {}).get(name, "")
+            if not value:
+                raise ValueError(f"template {template.path!r}: the message has no AMQP {name}")
+            if "\x00" in value or (template.backend == "mqtt" and ("+" in value
+                                                                    or "#" in value)):
+                raise ValueError(f"template {template.path!r}: the AMQP {name} {value!r} "
+                                 f"cannot be part of a topic")
+            if template.backend == "mqtt":
+                out.append(value)
+                continue
+        else:
+            value = topic if part == 0 else values[part - 1]
         if not value:
             raise ValueError(f"template {template.path!r}: "
                              f"{'{topic}' if part == 0 else '{' + str(part) + '}'} is empty "

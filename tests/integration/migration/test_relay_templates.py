@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bridge import Agent, Settings
 from bridge.migration.relay import ID_PROPERTY, Relay
-from bridge.migration.relay.templates import TOPIC_PROPERTY
+from bridge.migration.relay.templates import SUBJECT_PROPERTY, TOPIC_PROPERTY
 from tests.integration.amqp.rabbit import QUEUE_PREFIX, delete_queue, ensure_expiry_policy
 from tests.integration.migration.conftest import SHARED_AMQP_URL, MqttCounter
 from tests.support.mosquitto import Mosquitto
@@ -115,3 +115,67 @@ def test_a_wildcard_source_fans_out_to_a_queue_per_device(
     for address in addresses:
         delete_queue(address)
     record_property("queues", len(addresses))
+
+
+def test_an_amqp_subject_picks_the_mqtt_topic(
+        mosquitto: Callable[..., Mosquitto], record_property: Callable[[str, Any], None]) -> None:
+    """``amqp:/queue/in -> mqtt:/devices/{subject}/messages/events``: a foreign AMQP
+    application sets each message's subject; each lands on its device's topic, without the
+    relay's internal subject property, and a message without a subject is dead-lettered."""
+    from proton import Message as ProtonMessage
+
+    from tests.integration.amqp.rabbit import RawClient
+    from tests.integration.migration.conftest import unique_queue
+
+    broker = mosquitto()
+    tag = uuid.uuid4().hex[:8]
+    source, dead = unique_queue("subject-in"), unique_queue("subject-dead")
+    seen: list[tuple[str, str]] = []
+    cond = threading.Condition()
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"sub-{tag}",
+                         protocol=paho.MQTTv5)
+
+    def on_message(c: Any, u: Any, msg: paho.MQTTMessage) -> None:
+        with cond:
+            seen.append((msg.topic, msg.payload.decode()))
+            cond.notify_all()
+
+    subscribed = threading.Event()
+    client.on_message = on_message
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.connect("127.0.0.1", broker.port)
+    client.subscribe(f"{tag}/#", qos=1)
+    client.loop_start()
+    assert subscribed.wait(10)
+    devices = [f"d{i}" for i in range(3)]
+    with RawClient(SHARED_AMQP_URL) as raw:
+        for n in range(30):
+            raw.send(source, ProtonMessage(body=f"m{n}".encode(), inferred=True,
+                                           subject=devices[n % 3]))
+        raw.send(source, ProtonMessage(body=b"no-subject", inferred=True))
+    relay = Relay(Settings(
+        agent_id=f"subj-{tag}", amqp={"url": SHARED_AMQP_URL}, mqtt={"url": broker.url},
+        relay={"status_interval": 0, "rules": [
+            {"source": f"amqp:{source}", "target": f"mqtt:/{tag}/{{subject}}/events",
+             "dead_letter": f"amqp:{dead}"}]}))
+    (forwarder,) = relay.forwarders
+    relay.start()
+    try:
+        assert relay.agent.run_until(lambda: forwarder.stats.forwarded == 30
+                                     and forwarder.stats.dead_lettered == 1, 60), \
+            relay.status_line()
+        with cond:
+            assert cond.wait_for(lambda: len(seen) >= 30, 30), seen
+    finally:
+        relay.drain()
+        relay._drain()
+        client.loop_stop()
+        client.disconnect()
+    for device in devices:
+        assert [body for topic, body in seen if topic == f"{tag}/{device}/events"] == \
+            [f"m{n}" for n in range(30) if devices[n % 3] == device]
+    (dead_letter,) = read_queues([dead], 1)[dead]
+    assert dead_letter[0] == "no-subject"
+    assert "no AMQP subject" in str(dead_letter[1].get("bridge-relay-dead-reason"))
+    assert SUBJECT_PROPERTY not in dead_letter[1]
+    record_property("devices", len(devices))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,23 @@ RENDER_CASES = [  # source, target, topic, path
     ("mqtt:/d/+", "amqp:/queue/{1}-{1}", "d/z", "/queue/z-z"),
 ]
 
+ENVELOPE_CASES = [  # target, the AMQP message's subject/to, path, envelope fields used
+    ("mqtt:/devices/{subject}/messages/events", {"subject": "d1"},
+     "/devices/d1/messages/events", {"subject"}),
+    ("mqtt:/routed/{to}", {"to": "dev-7", "subject": "s"}, "/routed/dev-7", {"to"}),
+    ("mqtt:/{subject}", {"subject": "a/b/c"}, "/a/b/c", {"subject"}),  # levels, in MQTT
+    ("amqp:/topic/t.{subject}", {"subject": "a/b"}, "/topic/t.a.b", {"subject"}),
+    ("amqp:/queue/by-{subject}-{to}", {"subject": "s", "to": "t"}, "/queue/by-s-t",
+     {"subject", "to"}),
+]
+
+BAD_ENVELOPES = [  # target, subject/to, error
+    ("mqtt:/devices/{subject}/x", {}, "the message has no AMQP subject"),
+    ("mqtt:/devices/{subject}/x", {"subject": "a+b"}, "cannot be part of a topic"),
+    ("mqtt:/devices/{to}/x", {"to": "#"}, "cannot be part of a topic"),
+    ("amqp:/queue/q-{subject}", {"subject": "a/b"}, "has a '/'"),
+]
+
 BAD_TARGETS = [  # source, target, error
     ("mqtt:/devices/+/x", "amqp:/queue/t-{2}", "only {1}..{1}"),
     ("mqtt:/devices/d/x", "amqp:/queue/t-{1}", "the source has no wildcards"),
@@ -59,6 +77,8 @@ BAD_TARGETS = [  # source, target, error
     ("mqtt:/d/+", "amqp:/queue/{1", "unbalanced braces"),
     ("mqtt:/d/+", "amqp:/queue/1}", "unbalanced braces"),
     ("mqtt:/d/+", "mqtt:/out/+", "MQTT wildcards cannot be published to"),
+    ("mqtt:/d/+", "mqtt:/out/{subject}", "{subject} is an AMQP message's subject"),
+    ("memory:/q", "mqtt:/out/{to}", "it needs an AMQP source"),
 ]
 
 BAD_RENDERS = [  # source, target, topic, error
@@ -92,6 +112,21 @@ def test_render(source: str, target: str, topic: str | None, path: str) -> None:
     assert values is not None
     assert render(template, values, topic) == path
     assert template.is_static is ("{" not in target)
+
+
+@pytest.mark.parametrize(("target", "envelope", "path", "fields"), ENVELOPE_CASES)
+def test_render_from_the_amqp_envelope(target: str, envelope: dict[str, str], path: str,
+                                       fields: set[str]) -> None:
+    template = compile_target(target, parse_source("amqp:/queue/in"))
+    assert template.envelope == fields and not template.is_static
+    assert render(template, [], None, envelope) == path
+
+
+@pytest.mark.parametrize(("target", "envelope", "error"), BAD_ENVELOPES)
+def test_bad_envelope_values_say_why(target: str, envelope: dict[str, str], error: str) -> None:
+    template = compile_target(target, parse_source("amqp:/queue/in"))
+    with pytest.raises(ValueError, match=re.escape(error)):
+        render(template, [], None, envelope)
 
 
 @pytest.mark.parametrize(("source", "target", "error"), BAD_TARGETS)
