@@ -130,6 +130,7 @@ class Fleet:
         deadline = None if timeout is None else time.monotonic() + timeout
         next_status = time.monotonic() + (self.fleet.status_interval or 3600.0)
         frozen_connected = False
+        next_connected_check = time.monotonic()
         try:
             while not self._stop.is_set() and not self._stop_asked:
                 now = time.monotonic()
@@ -138,7 +139,9 @@ class Fleet:
                     break
                 self._handle_failures()
                 self._run_due_restarts(now)
-                if not frozen_connected:
+                if not frozen_connected and now >= next_connected_check:
+                    # once a second: counting walks every agent (10,000 status calls)
+                    next_connected_check = now + 1.0
                     counts = self.counts()
                     if counts["connected"] == counts["agents"]:
                         # connections, sessions and links are up: freeze them too, once

@@ -135,11 +135,15 @@ class ConnectionHandler(Handler):
             self._fail_connection(problem)
             self._finish()
             return
-        delay = connect_pacer().delay()
+        delay = connect_pacer().delay() if self._opens_socket() else 0.0
         if delay > 0:
             self._schedule(delay, self._connect)
         else:
             self._connect()
+
+    def _opens_socket(self) -> bool:
+        """Whether `_connect` opens a socket (paced); a multiplexed member may not."""
+        return True
 
     def _connect(self) -> None:
         assert self.reactor is not None

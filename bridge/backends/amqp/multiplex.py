@@ -33,10 +33,9 @@ from proton import Connection, Endpoint, Event, Handler
 
 from bridge.backends.amqp import codec
 from bridge.backends.amqp.cbsmux import CBS_NODE, SharedCBS
-from bridge.backends.amqp.endpoint import AMQPConnectOptions, plaintext_credentials_problem
+from bridge.backends.amqp.endpoint import AMQPConnectOptions
 from bridge.backends.amqp.handler import CONNECTING, OPEN, ConnectionHandler
 from bridge.contract.backend import LinkHandle, Outcome, TransferHandle
-from bridge.loop.pacing import connect_pacer
 
 if TYPE_CHECKING:
     from bridge.backends.amqp.reactor import Reactor, ReactorPool, ReactorSlot
@@ -193,25 +192,8 @@ class MemberHandler(ConnectionHandler):
     registry: MultiplexRegistry
     member_id: int = 0
 
-    def start(self) -> None:
-        """(Reactor thread.) Join the group: connect it if nobody has (paced), else sit down."""
-        assert self.reactor is not None
-        if self.local_closed:
-            self._finish()
-            return
-        problem = plaintext_credentials_problem(self.options)
-        if problem is not None:
-            self._fail_connection(problem)
-            self._finish()
-            return
-        if self.group.conn is not None:
-            self._connect()  # the connection exists: no new connect to pace
-            return
-        delay = connect_pacer().delay()
-        if delay > 0:
-            self._schedule(delay, self._connect)
-        else:
-            self._connect()
+    def _opens_socket(self) -> bool:
+        return self.group.conn is None  # later members join the open connection: not paced
 
     def _connect(self) -> None:
         assert self.reactor is not None

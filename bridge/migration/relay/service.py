@@ -36,11 +36,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from bridge.agent import Agent
 from bridge.errors import ConfigError
+from bridge.metrics import serve_metrics
 from bridge.migration.relay.forwarder import OPEN, Forwarder, Side, parse_endpoint
 from bridge.migration.relay.ledger import Ledger
 from bridge.migration.relay.templates import (
@@ -179,7 +180,8 @@ class Relay:
             side.open()
         port = self.settings.relay.metrics_port
         if port is not None:
-            self._metrics = _serve_metrics(self, self.settings.relay.metrics_host, port)
+            self._metrics = serve_metrics(self.metrics_text, self.settings.relay.metrics_host,
+                                          port, "bridge-relay-metrics")
         if self.settings.relay.status_interval > 0:
             self.agent.imp.wakeup(self.settings.relay.status_interval, self._status)
 
@@ -280,26 +282,3 @@ _RULE_METRICS: list[tuple[str, str, str, Callable[[Forwarder], object]]] = [
     ("lag_seconds", "gauge", "Source arrival to target confirmation, last.",
      lambda f: f"{f.stats.last_lag_ms / 1000:.6f}"),
 ]
-
-
-def _serve_metrics(relay: Relay, host: str, port: int) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.rstrip("/") not in ("/metrics", ""):
-                self.send_error(404)
-                return
-            body = relay.metrics_text().encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("metrics: " + format, *args)
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, name="bridge-relay-metrics",
-                     daemon=True).start()
-    log.info("relay: metrics on http://%s:%d/metrics", host, server.server_address[1])
-    return server
