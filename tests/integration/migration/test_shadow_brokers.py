@@ -9,6 +9,7 @@ is lost half-way, is reported there too and never reaches the agent's callbacks.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +63,19 @@ def shadow_agent(tmp_path: Path, **shadow_options: Any) -> Agent:
 def route_stats(agent: Agent) -> dict[str, Any]:
     report = report_for(agent.settings.agent_id)
     return (report or {}).get("routes", {}).get(ROUTE, {})
+
+
+def shadow_settled(agent: Agent, confirmed: int) -> dict[str, Any]:
+    """`route_stats` once the shadow has confirmed *confirmed* copies (or at the time-out).
+
+    The shadow's confirmations arrive on its own backend, independently of the primary's, so
+    they can lag the exchange that sent them; the agent dispatches meanwhile."""
+    deadline = time.monotonic() + TIMEOUT
+    stats = route_stats(agent)
+    while stats.get("shadow_confirmed", 0) < confirmed and time.monotonic() < deadline:
+        agent.run(timeout=0.05)  # nothing here to wait on: the monitor counts on its thread
+        stats = route_stats(agent)
+    return stats
 
 
 class Events:
@@ -210,7 +224,9 @@ def test_shadow_lost_mid_way_never_affects_the_primary(
     agent = shadow_agent(tmp_path, url=broker.url)
     primary = Primary(agent)
     try:
-        before = primary.exchange()
+        primary.exchange()
+        # the shadow's PUBACKs may come after the primary's confirmations: wait for them
+        before = shadow_settled(agent, 5)
         assert before["shadow_confirmed"] == 5 and before["divergences"] == 0
         # The loss is recorded on the MQTT backend's thread, never on the agent's dispatcher
         # (the agent hears nothing of it): observe the monitor itself.
